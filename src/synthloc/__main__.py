@@ -1,0 +1,5 @@
+import sys
+
+from synthloc.cli import main
+
+sys.exit(main())

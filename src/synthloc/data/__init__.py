@@ -1,0 +1,1 @@
+"""Datasets, shards and augmentations."""
