@@ -1,4 +1,13 @@
-"""synthloc eval: not available yet in this build."""
+"""Score detections against ICDAR ground truth and print precision, recall and F (hmean).
+
+Pairs gt_<name>.txt in --gt with res_<name>.txt in --pred (a missing result file means no
+detections). Protocols, both equal to the Robust Reading Competition scripts:
+  ic15  ICDAR 2015: one-to-one matching at IoU > 0.5 on quads, "###" words are don't care
+  ic13  ICDAR 2013 DetEval: axis-aligned boxes, area recall 0.8 / precision 0.4, splits and merges
+
+Example:
+  synthloc eval --gt data/icdar2015/gt --pred runs/detect --protocol ic15 --per-image per_image.csv
+"""
 
 from __future__ import annotations
 
@@ -7,10 +16,62 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser  # arguments arrive with the capability
+    parser.add_argument("--gt", required=True, help="folder with gt_<name>.txt files")
+    parser.add_argument("--pred", required=True, help="folder with res_<name>.txt files")
+    parser.add_argument(
+        "--protocol", choices=("ic15", "ic13"), default="ic15", help="evaluation protocol"
+    )
+    parser.add_argument("--per-image", metavar="CSV", help="write per-image figures to this CSV")
+    parser.add_argument("--json", metavar="FILE", help="write the summary and per-image figures")
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    print("synthloc eval: not available yet in this build", file=sys.stderr)
-    return 2
+    import csv
+    import io
+    import json
+
+    from synthloc.data.icdar import IcdarFormatError
+    from synthloc.evaluate import evaluate_folders, per_image_rows
+
+    try:
+        result = evaluate_folders(args.gt, args.pred, args.protocol)
+    except (FileNotFoundError, IcdarFormatError, ValueError, OSError) as exc:
+        print(f"synthloc eval: {exc}", file=sys.stderr)
+        return 2
+
+    if args.per_image:
+        rows = per_image_rows(result)
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        _write_text_atomic(args.per_image, buffer.getvalue())
+    if args.json:
+        payload = {**result.summary(), "per_image": result.per_image}
+        _write_text_atomic(args.json, json.dumps(payload, indent=1) + "\n")
+
+    print(
+        f"{result.protocol}: precision {result.precision:.4f}  recall {result.recall:.4f}  "
+        f"F {result.hmean:.4f}  ({len(result.per_image)} images, {result.num_gt_care} GT, "
+        f"{result.num_det_care} detections counted)"
+    )
+    return 0
