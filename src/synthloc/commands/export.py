@@ -1,16 +1,95 @@
-"""synthloc export: not available yet in this build."""
+"""Export a trained detector to ONNX and check it against PyTorch.
+
+The graph takes float32 [N, 3, H, W] RGB in [0, 1] (synthloc.model.preprocess) with dynamic
+batch, height and width (any size: it pads to the stride itself) and returns the raw
+prediction map [N, 7, ceil(H/32), ceil(W/32)]; BatchNorm is folded. After writing, the
+exported graph is run with onnxruntime on random images at several sizes (one not a
+multiple of 32; see --parity-sizes) and compared with PyTorch; the file is only put in
+place when the largest difference is within the tolerance.
+`synthloc detect --model model.onnx` then runs it.
+
+examples:
+  synthloc export --format onnx --out model.onnx --model runs/exp/best.pt
+  synthloc export --format onnx --out model.onnx           # the shipped default model
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
+from pathlib import Path
+
+PARITY_SIZES = ((512, 512), (384, 640), (736, 1280), (500, 700))
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``"HxW"`` -> ``(H, W)`` for --parity-sizes."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 384x640, got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser  # arguments arrive with the capability
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
+    parser.add_argument("--out", required=True, type=Path, help="output file, e.g. model.onnx")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model file from `synthloc train` (default: the model shipped with the package)",
+    )
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
+    parser.add_argument(
+        "--parity-sizes",
+        type=_size,
+        nargs="+",
+        default=list(PARITY_SIZES),
+        metavar="HxW",
+        help="input sizes of the parity check (default: 512x512 384x640 736x1280 500x700)",
+    )
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="largest allowed absolute difference from PyTorch (default 1e-4)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    print("synthloc export: not available yet in this build", file=sys.stderr)
-    return 2
+    from synthloc.detect import NoDefaultModelError, default_model_path
+    from synthloc.export import OnnxParityError, check_onnx_parity, export_onnx
+    from synthloc.model import load_model_with_extra
+
+    try:
+        model_path = default_model_path() if args.model is None else args.model
+        model, extra = load_model_with_extra(model_path)
+    except (NoDefaultModelError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    detect_defaults = extra.get("detect") if isinstance(extra.get("detect"), dict) else None
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Export and check a temporary file; only a checked graph replaces --out.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        export_onnx(model, tmp, opset=args.opset, detect_defaults=detect_defaults)
+        try:
+            worst = check_onnx_parity(model, tmp, sizes=args.parity_sizes, atol=args.atol)
+        except OnnxParityError as exc:
+            print(f"error: parity check failed, {out} not written: {exc}", file=sys.stderr)
+            return 1
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    sizes = ", ".join(f"{h}x{w}" for h, w in args.parity_sizes)
+    size_mb = out.stat().st_size / 1e6
+    print(f"wrote {out} ({size_mb:.2f} MB, opset {args.opset}) from {model_path}")
+    print(f"parity vs PyTorch: max abs diff {worst:.3g} at {sizes} (tolerance {args.atol:g})")
+    return 0

@@ -1,0 +1,228 @@
+"""End-to-end detection throughput on 1280x720 photos, PyTorch vs onnxruntime vs RapidOCR.
+
+"End to end" is image file -> word quads: JPEG decoding, resizing, the network, decoding and
+rotated NMS (``Detector.detect_paths``). Both of our backends run at ``--threads`` threads
+(torch intra-op threads; onnxruntime ``intra_op_num_threads``). When ``rapidocr_onnxruntime``
+is importable (the optional ``bench`` extra), its text detector alone (PP-OCR DBNet, its
+default settings: shortest side 736) runs on the same files with the same thread count, file
+decoding included, and the ratio ours / theirs is printed. Runs are interleaved across
+engines so that load from other processes hits them alike; figures are medians of
+``--repeats`` passes over all images (the best pass is shown too: on a shared machine it is
+the least disturbed one; check the printed load average).
+
+    .venv/bin/python benchmarks/detect_speed.py                  # ../shared icdar2015_dev
+    .venv/bin/python benchmarks/detect_speed.py --images DIR --count 50 --repeats 5
+    .venv/bin/python benchmarks/detect_speed.py --model runs/exp/best.pt --json speed.json
+
+On a machine shared with other busy processes, PyTorch's OpenMP threads spin-wait and its
+figures swing by up to 10x between passes; ``OMP_WAIT_POLICY=PASSIVE`` (set in the
+environment before starting) makes them steadier at a small cost on an idle machine.
+
+Without a model (``--model``, or the one shipped in the package) a randomly initialised
+fcrn-lite is timed, and the output says so: its cost equals a trained one's, except that the
+number of candidate boxes reaching NMS depends on the weights. Without ``--images`` and
+without ../shared/data/real/icdar2015_dev, synthetic 1280x720 JPEGs are generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from synthloc.detect import (
+    Detector,
+    NoDefaultModelError,
+    default_model_path,
+    list_images,
+    resized_size,
+)
+from synthloc.model import ModelConfig, build_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DEV = ROOT.parent / "shared" / "data" / "real" / "icdar2015_dev"
+
+
+def synthetic_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """``count`` 1280x720 JPEGs of smooth colour fields with a few dark and light bars."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(count):
+        small = rng.integers(0, 256, size=(9, 16, 3), dtype=np.uint8)
+        image = cv2.resize(small, (1280, 720), interpolation=cv2.INTER_CUBIC)
+        for _ in range(12):
+            x, y = int(rng.integers(0, 1100)), int(rng.integers(0, 680))
+            w, h = int(rng.integers(40, 180)), int(rng.integers(12, 40))
+            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+            cv2.rectangle(image, (x, y), (x + w, y + h), colour, -1)
+        path = folder / f"synthetic_{k:03d}.jpg"
+        cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        paths.append(path)
+    return paths
+
+
+def rapidocr_detector(threads: int) -> Callable[[Path], int] | None:
+    """RapidOCR's text detector as ``file -> number of boxes``, or None if not installed."""
+    try:
+        import rapidocr_onnxruntime
+        import yaml
+        from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
+    except ImportError:
+        return None
+    package = Path(rapidocr_onnxruntime.__file__).parent
+    config = yaml.safe_load((package / "config.yaml").read_text())["Det"]
+    config["model_path"] = str(package / config["model_path"])
+    config["intra_op_num_threads"] = threads
+    config["inter_op_num_threads"] = 1
+    detector = TextDetector(config)
+
+    def run(path: Path) -> int:
+        boxes, _ = detector(cv2.imread(str(path)))
+        return 0 if boxes is None else len(boxes)
+
+    return run
+
+
+def time_pass(run: Callable[[list[Path]], int], paths: list[Path]) -> tuple[float, int]:
+    """Images per second of one pass over ``paths`` and the number of boxes found."""
+    start = time.perf_counter()
+    boxes = run(paths)
+    return len(paths) / (time.perf_counter() - start), boxes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, default=None, help="folder of photos")
+    parser.add_argument("--count", type=int, default=20, help="images per pass")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per engine")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", type=Path, default=None, help="synthloc model file (.pt)")
+    parser.add_argument("--scales", type=float, nargs="+", default=None)
+    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument("--no-rapidocr", action="store_true", help="skip the RapidOCR baseline")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory(prefix="synthloc-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        folder = args.images if args.images is not None else SHARED_DEV
+        if folder.is_dir():
+            paths = list_images(folder)[: args.count]
+            source = str(folder)
+        else:
+            paths = synthetic_photos(tmp, args.count)
+            source = "synthetic 1280x720 JPEGs (no photo folder found)"
+        if not paths:
+            print(f"error: no images in {folder}", file=sys.stderr)
+            return 1
+
+        model_path = args.model
+        model_note = str(model_path)
+        if model_path is None:
+            try:
+                model_path = default_model_path()
+                model_note = f"shipped default ({model_path.name})"
+            except NoDefaultModelError:
+                torch.manual_seed(0)
+                model_path = tmp / "random_fcrn_lite.pt"
+                save_model(model_path, build_model(ModelConfig(arch="fcrn-lite")))
+                model_note = "RANDOMLY INITIALISED fcrn-lite (no trained model available)"
+
+        engines: dict[str, Callable[[list[Path]], int]] = {}
+        detectors = {}
+        for backend in ("torch", "onnxruntime"):
+            detector = Detector.load(
+                model_path,
+                scales=args.scales,
+                backend=backend,
+                device="cpu",
+                num_threads=args.threads,
+                batch_size=args.batch_size,
+            )
+            detectors[backend] = detector
+
+            def run(batch: list[Path], detector: Detector = detector) -> int:
+                return sum(len(r.detections) for r in detector.detect_paths(batch))
+
+            engines[f"synthloc/{backend}"] = run
+        rapid = None if args.no_rapidocr else rapidocr_detector(args.threads)
+        if rapid is not None:
+            engines["rapidocr-det"] = lambda batch: sum(rapid(p) for p in batch)
+
+        first = cv2.imread(str(paths[0]))
+        h, w = first.shape[:2]
+        scales = detectors["torch"].scales
+        inputs = ", ".join(f"{b}x{a}" for a, b in (resized_size(h, w, s) for s in scales))
+        print(f"images: {len(paths)} from {source} (first is {w}x{h})")
+        print(f"model: {model_note}; scales {list(scales)} -> input {inputs}")
+        print(f"threads: {args.threads}; passes: {args.repeats} (median reported)")
+        print(f"torch {torch.__version__}, load average {_load()}")
+
+        for run in engines.values():
+            run(paths[:2])  # warm-up: kernel selection, allocator, lazy init
+        rates: dict[str, list[float]] = {name: [] for name in engines}
+        boxes: dict[str, int] = {}
+        for _ in range(args.repeats):
+            for name, run in engines.items():
+                rate, found = time_pass(run, paths)
+                rates[name].append(rate)
+                boxes[name] = found
+
+        results: dict[str, dict[str, float]] = {}
+        for name, values in rates.items():
+            median = statistics.median(values)
+            results[name] = {
+                "images_per_s": median,
+                "ms_per_image": 1000 / median,
+                "best_images_per_s": max(values),
+            }
+            print(
+                f"{name:22s} {median:7.2f} images/s  ({1000 / median:6.1f} ms/image; best "
+                f"{max(values):.2f} images/s; {boxes[name]} boxes per pass; runs: "
+                + ", ".join(f"{v:.2f}" for v in values)
+                + ")"
+            )
+        if "rapidocr-det" in results:
+            theirs = results["rapidocr-det"]["images_per_s"]
+            for backend in ("torch", "onnxruntime"):
+                ratio = results[f"synthloc/{backend}"]["images_per_s"] / theirs
+                results[f"synthloc/{backend}"]["ratio_vs_rapidocr"] = ratio
+                print(f"ratio synthloc/{backend} / rapidocr-det: {ratio:.2f}x (target >= 2x)")
+        elif args.no_rapidocr:
+            print("rapidocr-det: skipped (--no-rapidocr)")
+        else:
+            print("rapidocr-det: not installed (pip install rapidocr-onnxruntime); no ratio")
+
+    if args.json is not None:
+        record = {
+            "images": len(paths),
+            "source": source,
+            "model": model_note,
+            "scales": list(scales),
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "results": results,
+        }
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,499 @@
+"""Detection: scales, exact quads through the real decode path, multi-scale merge, backends, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from synthloc import detect as detect_module
+from synthloc.cli import main
+from synthloc.data.icdar import read_icdar_results
+from synthloc.detect import (
+    Detection,
+    Detector,
+    ImageReadError,
+    NoDefaultModelError,
+    list_images,
+    load_image,
+    resized_size,
+    validate_scales,
+    write_outputs,
+)
+from synthloc.geometry import polygon_iou, quad_to_rbox, rbox_to_quad
+from synthloc.model import ModelConfig, build_model, encode_targets, save_model
+
+STRIDE = 32
+
+
+@pytest.fixture(autouse=True)
+def _two_threads() -> None:
+    torch.set_num_threads(2)
+
+
+class OracleModel(nn.Module):
+    """A stand-in network that emits the encoded ground truth of one image at any scale.
+
+    It finds the resized image inside the zero-padded input (test images have no black pixels),
+    scales the original-image quads to it and encodes them with ``encode_targets``; the
+    detector then decodes that map with the real ``decode_predictions``.  Word ``i`` gets
+    confidence ``scores[i]``.  Only words whose height at the fed scale lies in
+    ``[min_height, max_height]`` are emitted, like a network that only sees some text sizes.
+    """
+
+    def __init__(
+        self,
+        quads: np.ndarray,
+        image_hw: tuple[int, int],
+        scores: np.ndarray | None = None,
+        min_height: float = 0.0,
+        max_height: float = float("inf"),
+    ) -> None:
+        super().__init__()
+        self.stride = STRIDE
+        self.config = SimpleNamespace(confidence="linear")
+        self.quads = np.asarray(quads, dtype=np.float64).reshape(-1, 4, 2)
+        self.image_hw = image_hw
+        self.scores = np.linspace(0.95, 0.6, len(self.quads)) if scores is None else scores
+        self.min_height = min_height
+        self.max_height = max_height
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = []
+        for image in x:  # [3, Hp, Wp]
+            content = image.abs().sum(0) > 0
+            rows = int(content.any(1).nonzero().max()) + 1
+            cols = int(content.any(0).nonzero().max()) + 1
+            factor = np.array([cols / self.image_hw[1], rows / self.image_hw[0]])
+            quads = self.quads * factor
+            heights = quad_to_rbox(quads).reshape(-1, 5)[:, 3]
+            keep = (heights >= self.min_height) & (heights <= self.max_height)
+            grid = encode_targets(
+                quads[keep],
+                np.zeros(int(keep.sum()), bool),
+                tuple(image.shape[1:]),
+                STRIDE,
+                min_size=0,
+            )
+            target = grid.target.copy()
+            centres = quad_to_rbox(quads[keep]).reshape(-1, 5)[:, :2]
+            for (cx, cy), score in zip(centres, self.scores[keep]):
+                target[6, int(cy // STRIDE), int(cx // STRIDE)] = score
+            maps.append(torch.from_numpy(target))
+        return torch.stack(maps)
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Random RGB image with no black pixel (the oracle finds the padding by its zeros)."""
+    return np.random.default_rng(seed).integers(20, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def _words() -> np.ndarray:
+    """Four words far apart (distinct cells at every tested scale), rotated and straight."""
+    boxes = np.array(
+        [
+            [70.0, 60.0, 90.0, 24.0, 0.0],
+            [300.0, 70.0, 120.0, 30.0, 0.3],
+            [110.0, 230.0, 60.0, 16.0, -0.5],
+            [320.0, 240.0, 160.0, 48.0, 0.1],
+        ]
+    )
+    return rbox_to_quad(boxes)
+
+
+def _match_error(found: list[Detection], expected: np.ndarray) -> float:
+    """Largest corner distance between each expected quad and its nearest detection."""
+    quads = np.array([d.quad for d in found])
+    worst = 0.0
+    for quad in expected:
+        dist = np.abs(quads - quad[None]).max(axis=(1, 2))
+        worst = max(worst, float(dist.min()))
+    return worst
+
+
+def _tiny_model(width: float = 0.25) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="fcrn-lite", width=width))
+    with torch.no_grad():
+        # Spread the head so a random model gives boxes of varied size and a usable score map.
+        model.head.weight.normal_(0.0, 0.3)
+    return model.eval()
+
+
+# -- scales -------------------------------------------------------------------------------------
+
+
+def test_resized_size_golden_values() -> None:
+    assert resized_size(720, 1280, 1024) == (576, 1024)  # long side in pixels
+    assert resized_size(720, 1280, 0.5) == (360, 640)  # factor
+    assert resized_size(720, 1280, 1.0) == (720, 1280)
+    assert resized_size(200, 300, 512) == (341, 512)  # 200 * 512 / 300 = 341.33
+    assert resized_size(1000, 10, 64) == (64, 1)  # never below one pixel
+    assert resized_size(300, 200, 8.0) == (2400, 1600)  # 8 is still a factor
+    assert resized_size(300, 200, 8.5) == (8, 6)  # above 8: a long side
+
+
+@pytest.mark.parametrize("bad", [[], [0], [-1.0], [float("nan")], [512, float("inf")]])
+def test_invalid_scales_are_rejected(bad: list[float]) -> None:
+    with pytest.raises(ValueError):
+        validate_scales(bad)
+
+
+# -- exact quads through the real decode path ---------------------------------------------------
+
+
+@pytest.mark.parametrize("scales", [(1.0,), (0.5,), (512.0,), (1.7,), (300.0,)])
+def test_oracle_quads_come_back_in_original_pixels(scales: tuple[float, ...]) -> None:
+    image = _image(300, 420)  # neither side a multiple of 32
+    words = _words()
+    oracle = OracleModel(words, image.shape[:2])
+    detector = Detector.from_model(oracle, scales=scales, threshold=0.5, fold_bn=False)
+    found = detector(image)
+    assert len(found) == len(words)
+    # Rounding the resized size scales x and y by factors differing by up to ~0.2%, which
+    # turns a rotated rectangle into a slight parallelogram: a few hundredths of a pixel.
+    assert _match_error(found, words) < 0.05
+    # Sorted by score; each word keeps its own confidence.
+    assert [round(d.score, 4) for d in found] == [round(s, 4) for s in oracle.scores]
+    for det in found:
+        assert det.quad.dtype == np.float32 and det.quad.shape == (4, 2)
+
+
+def test_threshold_drops_low_confidence_words() -> None:
+    image = _image(300, 420)
+    words = _words()
+    oracle = OracleModel(words, image.shape[:2], scores=np.array([0.9, 0.3, 0.8, 0.45]))
+    found = Detector.from_model(oracle, scales=(1.0,), threshold=0.5, fold_bn=False)(image)
+    assert sorted(round(d.score, 4) for d in found) == [0.8, 0.9]
+    assert _match_error(found, words[[0, 2]]) < 0.01
+
+
+def test_multi_scale_merge_removes_duplicates() -> None:
+    image = _image(300, 420)
+    words = _words()
+    oracle = OracleModel(words, image.shape[:2])
+    scales = (0.75, 1.0, 600.0, 1.5)
+    single = [
+        Detector.from_model(oracle, scales=(s,), threshold=0.5, fold_bn=False)(image)
+        for s in scales
+    ]
+    assert sum(len(f) for f in single) == len(scales) * len(words)  # every scale sees all
+    merged = Detector.from_model(oracle, scales=scales, threshold=0.5, fold_bn=False)(image)
+    assert len(merged) == len(words)
+    assert _match_error(merged, words) < 0.05
+    for i, a in enumerate(merged):
+        for b in merged[i + 1 :]:
+            assert polygon_iou(a.quad, b.quad) <= detect_module.DEFAULT_NMS_IOU
+
+
+def test_multi_scale_finds_small_and_large_words() -> None:
+    """A network that only sees words 12-40 px tall needs both scales to find all four."""
+    image = _image(300, 420)
+    words = _words()  # heights 24, 30, 16, 48 px
+    oracle = OracleModel(words, image.shape[:2], min_height=12.0, max_height=40.0)
+
+    def run(scales: tuple[float, ...]) -> list[Detection]:
+        return Detector.from_model(oracle, scales=scales, threshold=0.5, fold_bn=False)(image)
+
+    assert len(run((1.0,))) == 3  # the 48 px word is too tall
+    assert len(run((0.5,))) == 3  # at half size the 16 px word is too small (8 px)
+    both = run((0.5, 1.0))
+    assert len(both) == 4
+    assert _match_error(both, words) < 0.05
+
+
+def test_detect_batch_equals_one_call_per_image() -> None:
+    model = _tiny_model()
+    detector = Detector.from_model(model, scales=(200.0, 1.0), threshold=0.0, batch_size=2)
+    images = [_image(120, 160, 1), _image(120, 160, 2), _image(100, 190, 3), _image(120, 160, 4)]
+    batched = detector.detect_batch(images)
+    assert len(batched) == len(images)
+    assert any(len(found) for found in batched)
+    for image, found in zip(images, batched):
+        alone = detector(image)
+        assert len(alone) == len(found)
+        np.testing.assert_allclose(
+            np.array([d.quad for d in alone]), np.array([d.quad for d in found]), atol=1e-3
+        )
+        np.testing.assert_allclose([d.score for d in alone], [d.score for d in found], atol=1e-5)
+
+
+def test_torch_and_onnxruntime_backends_agree(tmp_path: Path) -> None:
+    from synthloc.export import export_onnx
+
+    model = _tiny_model()
+    save_model(tmp_path / "m.pt", model)
+    export_onnx(model, tmp_path / "m.onnx")
+    image = _image(230, 310, 5)
+    settings = {"scales": (1.0, 200.0), "threshold": 0.0, "num_threads": 2}
+    runs = [
+        Detector.load(tmp_path / "m.pt", backend="torch", **settings)(image),  # type: ignore[arg-type]
+        Detector.load(tmp_path / "m.pt", backend="onnxruntime", **settings)(image),  # type: ignore[arg-type]
+        Detector.load(tmp_path / "m.onnx", **settings)(image),  # type: ignore[arg-type]
+    ]
+    assert len(runs[0]) > 0
+    for other in runs[1:]:
+        assert len(other) == len(runs[0])
+        np.testing.assert_allclose(
+            np.array([d.quad for d in other]), np.array([d.quad for d in runs[0]]), atol=1e-2
+        )
+        np.testing.assert_allclose([d.score for d in other], [d.score for d in runs[0]], atol=1e-4)
+
+
+def test_load_uses_recommendations_stored_in_the_model_file(tmp_path: Path) -> None:
+    model = _tiny_model()
+    save_model(
+        tmp_path / "m.pt", model, extra={"detect": {"scales": [512, 1024], "threshold": 0.7}}
+    )
+    detector = Detector.load(tmp_path / "m.pt")
+    assert detector.scales == (512.0, 1024.0)
+    assert detector.threshold == pytest.approx(0.7)
+    assert detector.nms_iou == pytest.approx(detect_module.DEFAULT_NMS_IOU)
+    explicit = Detector.load(tmp_path / "m.pt", scales=[1.0], threshold=0.2)
+    assert explicit.scales == (1.0,) and explicit.threshold == pytest.approx(0.2)
+
+
+def test_bad_detector_options_are_rejected(tmp_path: Path) -> None:
+    save_model(tmp_path / "m.pt", _tiny_model())
+    with pytest.raises(ValueError, match="backend"):
+        Detector.load(tmp_path / "m.pt", backend="tensorrt")
+    with pytest.raises(ValueError, match="nms_iou"):
+        Detector.load(tmp_path / "m.pt", nms_iou=0.0)
+    with pytest.raises(ValueError, match="scale"):
+        Detector.load(tmp_path / "m.pt", scales=[-512])
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
+        Detector.load(tmp_path / "missing.pt")
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"junk\.onnx"):
+        Detector.load(tmp_path / "junk.onnx")
+
+
+# -- inputs and errors --------------------------------------------------------------------------
+
+
+def test_images_from_paths_and_odd_formats(tmp_path: Path) -> None:
+    image = _image(40, 50)
+    assert cv2.imwrite(str(tmp_path / "rgb.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(load_image(tmp_path / "rgb.png"), image)
+    gray = image[:, :, 0]
+    assert cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    assert load_image(tmp_path / "gray.png").shape == (40, 50, 3)
+    rgba = np.dstack([image, np.full((40, 50), 128, np.uint8)])
+    assert cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    assert load_image(tmp_path / "rgba.png").shape == (40, 50, 3)
+    deep = (image.astype(np.uint16) * 257)[:, :, ::-1]
+    assert cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    np.testing.assert_array_equal(load_image(tmp_path / "deep.png"), image)
+
+    oracle = OracleModel(np.zeros((0, 4, 2)), (40, 50))
+    detector = Detector.from_model(oracle, scales=(1.0,), fold_bn=False)
+    assert detector(tmp_path / "rgb.png") == []
+    assert detector(gray) == []  # a 2-D array is taken as grayscale
+
+
+def test_unreadable_images_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for name in ("broken.jpg", "empty.png", "missing.jpg"):
+        with pytest.raises(ImageReadError, match=name):
+            load_image(tmp_path / name)
+    with pytest.raises(ValueError, match="uint8"):
+        detect_module._as_image(np.zeros((4, 4, 3), np.float32))
+
+
+def test_detect_paths_reports_bad_files_and_keeps_going(tmp_path: Path) -> None:
+    image = _image(64, 96)
+    for name in ("a.png", "c.png"):
+        cv2.imwrite(str(tmp_path / name), image)
+    (tmp_path / "b.png").write_bytes(b"garbage")
+    oracle = OracleModel(np.zeros((0, 4, 2)), (64, 96))
+    detector = Detector.from_model(oracle, scales=(1.0,), fold_bn=False, batch_size=2)
+    results = list(detector.detect_paths(list_images(tmp_path)))
+    assert [r.path.name for r in results] == ["a.png", "b.png", "c.png"]
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].error is not None and "b.png" in results[1].error
+
+
+class _FailsOnWideInputs(OracleModel):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] > 200:
+            raise RuntimeError("simulated out of memory")
+        return super().forward(x)
+
+
+def test_an_inference_failure_is_reported_against_its_image(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "a.png"), _image(64, 96))
+    cv2.imwrite(str(tmp_path / "b.png"), _image(64, 300))
+    cv2.imwrite(str(tmp_path / "c.png"), _image(64, 96))
+    model = _FailsOnWideInputs(np.zeros((0, 4, 2)), (64, 96))
+    detector = Detector.from_model(model, scales=(1.0,), fold_bn=False, batch_size=4)
+    results = list(detector.detect_paths(list_images(tmp_path)))
+    assert [r.ok for r in results] == [True, False, True]
+    assert "b.png" in str(results[1].error) and "simulated" in str(results[1].error)
+
+
+def test_no_default_model_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        detect_module, "DEFAULT_MODEL_RESOURCE", ("assets", "models", "no-such-model.pt")
+    )
+    with pytest.raises(NoDefaultModelError, match="no default model"):
+        Detector.load()
+    assert main(["detect", "x.jpg", "--out", "unused"]) == 2
+
+
+def test_list_images_natural_order_and_icdar_root(tmp_path: Path) -> None:
+    root = tmp_path / "dataset"
+    (root / "images").mkdir(parents=True)
+    (root / "gt").mkdir()
+    for name in ("img_10.jpg", "img_2.jpg", "img_1.JPG", "notes.txt"):
+        (root / "images" / name).write_bytes(b"x")
+    assert [p.name for p in list_images(root)] == ["img_1.JPG", "img_2.jpg", "img_10.jpg"]
+
+
+def test_write_outputs_round_trip(tmp_path: Path) -> None:
+    quad = rbox_to_quad(np.array([50.0, 40.0, 60.0, 20.0, 0.2])).astype(np.float32)
+    dets = [Detection(quad, 0.875), Detection(quad + 100, 0.5)]
+    paths = write_outputs(tmp_path, "img_7", dets, image=_image(200, 240), source="img_7.jpg")
+    assert set(paths) == {"txt", "json", "vis"}
+    quads, scores = read_icdar_results(paths["txt"])
+    np.testing.assert_array_equal(quads, np.rint(np.array([quad, quad + 100])))
+    assert scores is not None
+    np.testing.assert_allclose(scores, [0.875, 0.5])
+    record = json.loads(paths["json"].read_text())
+    assert record["width"] == 240 and record["height"] == 200 and record["image"] == "img_7.jpg"
+    np.testing.assert_allclose(record["detections"][0]["quad"], quad, atol=0.01)
+    assert cv2.imread(str(paths["vis"])).shape == (200, 240, 3)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def _cli_inputs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    model_path = tmp_path / "model.pt"
+    save_model(model_path, _tiny_model())
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in (1, 2):
+        cv2.imwrite(str(folder / f"img_{k}.jpg"), _image(120 + 20 * k, 180, k))
+    (folder / "readme.txt").write_text("not an image")
+    single = tmp_path / "single.png"
+    cv2.imwrite(str(single), _image(100, 140, 9))
+    return model_path, folder, single
+
+
+def test_cli_writes_three_outputs_per_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_path, folder, single = _cli_inputs(tmp_path)
+    out = tmp_path / "out"
+    args = [str(folder), str(single), "--out", str(out), "--model", str(model_path)]
+    code = main(["detect", *args, "--threshold", "0.0", "--scales", "256", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "0 of 3 failed" in captured.out
+    for stem in ("img_1", "img_2", "single"):
+        quads, _ = read_icdar_results(out / f"res_{stem}.txt")
+        record = json.loads((out / f"{stem}.json").read_text())
+        assert len(record["detections"]) == len(quads)
+        assert record["scales"] == [256.0]
+        assert (out / f"{stem}_vis.jpg").is_file()
+    assert not (out / "res_readme.txt").exists()
+
+    # Resuming skips finished images; --no-vis writes no pictures.
+    out2 = tmp_path / "out2"
+    again = ["detect", str(folder), "--out", str(out2), "--model", str(model_path), "--no-vis"]
+    assert main(again) == 0
+    assert not list(out2.glob("*_vis.jpg")) and len(list(out2.glob("res_*.txt"))) == 2
+    assert main([*again, "--skip-existing"]) == 0
+    assert "2 skipped" in capsys.readouterr().out
+
+
+def test_cli_names_corrupt_files_and_counts_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_path, folder, single = _cli_inputs(tmp_path)
+    (folder / "img_3.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    missing = tmp_path / "nowhere.jpg"
+    out = tmp_path / "out"
+    inputs = [str(folder), str(single), str(missing)]
+    code = main(["detect", *inputs, "--out", str(out), "--model", str(model_path), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "img_3.jpg" in captured.err and "nowhere.jpg" in captured.err
+    assert "2 of 5 failed" in captured.out
+    for stem in ("img_1", "img_2", "single"):  # the good images still ran
+        assert (out / f"res_{stem}.txt").is_file()
+    assert not (out / "res_img_3.txt").exists()
+
+
+# -- end to end: synthesize -> detect -> evaluate ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_icdar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few images rendered by the engine with their ICDAR 2015 ground truth."""
+    from synthloc.synth import SynthConfig
+    from synthloc.synth.runner import synthesize
+
+    root = tmp_path_factory.mktemp("synthetic") / "icdar"
+    report = synthesize(root, 4, seed=11, fmt="icdar", config=SynthConfig(size=384), progress=False)
+    assert report.rendered == 4 and report.words > 0
+    return root
+
+
+def test_end_to_end_oracle_detection_scores_at_least_0_9(
+    synthetic_icdar: Path, tmp_path: Path
+) -> None:
+    """The encoded GT map, run through the whole detection path, must score F >= 0.9.
+
+    Only cell collisions (two word centres in one cell: the smaller word is not encoded) and
+    the rectangle fit of perspective quads keep it from 1.0; a wrong mapping to original pixels,
+    scale handling or NMS would drop it far below.
+    """
+    from synthloc.data.icdar import list_icdar_folder, read_icdar_gt
+    from synthloc.evaluate import evaluate_folders
+
+    pred = tmp_path / "pred"
+    pairs = list_icdar_folder(synthetic_icdar)
+    assert len(pairs) == 4
+    for image_path, gt_path in pairs:
+        image = load_image(image_path)
+        gt = read_icdar_gt(gt_path)
+        oracle = OracleModel(gt.quads, image.shape[:2], scores=np.full(len(gt.quads), 0.9))
+        # Scale 2 (a 768 px long side) puts word centres 16 original pixels apart per cell.
+        detector = Detector.from_model(oracle, scales=(2.0,), fold_bn=False)
+        write_outputs(pred, image_path.stem, detector(image), image=image, visualise=False)
+    result = evaluate_folders(synthetic_icdar / "gt", pred, "ic15")
+    assert result.num_gt_care > 0
+    assert result.hmean >= 0.9, result.summary()
+
+
+def test_end_to_end_cli_detect_then_eval(
+    synthetic_icdar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from synthloc.data.icdar import read_icdar_gt
+    from synthloc.evaluate import evaluate_folders
+
+    model_path = tmp_path / "model.pt"
+    save_model(model_path, _tiny_model())
+    pred = tmp_path / "pred"
+    settings = ["--model", str(model_path), "--scales", "1.0", "--threshold", "0.0", "--quiet"]
+    code = main(["detect", str(synthetic_icdar), "--out", str(pred), *settings])
+    assert code == 0, capsys.readouterr().err
+    assert "0 of 4 failed" in capsys.readouterr().out
+    assert any(p.stat().st_size for p in pred.glob("res_*.txt"))  # some detections to score
+    gt_words = sum(len(read_icdar_gt(p)) for p in (synthetic_icdar / "gt").glob("gt_*.txt"))
+    for protocol in ("ic15", "ic13"):
+        result = evaluate_folders(synthetic_icdar / "gt", pred, protocol)
+        assert result.num_gt_care == gt_words
+        for value in (result.precision, result.recall, result.hmean):
+            assert 0.0 <= value <= 1.0
+    code = main(["eval", "--gt", str(synthetic_icdar / "gt"), "--pred", str(pred)])
+    assert code == 0
+    assert "precision" in capsys.readouterr().out
