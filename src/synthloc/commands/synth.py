@@ -54,7 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write preview/<name>.png with quads drawn for the first K images",
     )
     parser.add_argument(
-        "--corpus", type=Path, default=None, metavar="FILE", help="UTF-8 text file to sample from"
+        "--corpus",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="UTF-8 text file, or a folder of *.txt files, to sample words from",
     )
     parser.add_argument(
         "--fonts",
@@ -83,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     from synthloc.synth.runner import SynthError, synthesize
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    if args.corpus is not None and not args.corpus.is_file():
-        print(f"synthloc synth: error: {args.corpus}: corpus file not found", file=sys.stderr)
+    if args.corpus is not None and not args.corpus.exists():
+        print(f"synthloc synth: error: {args.corpus}: corpus not found", file=sys.stderr)
         return 2
     for folder in args.fonts:
         if not folder.is_dir():
