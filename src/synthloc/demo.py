@@ -70,7 +70,7 @@ def run_demo(
 
     ``model`` None uses the model shipped in the package. Returns the report paths and metrics.
     """
-    from synthloc.detect import Detector
+    from synthloc.detect import Detector, load_image
     from synthloc.evaluate import evaluate_ic15
     from synthloc.synth import SynthConfig
     from synthloc.synth.runner import synthesize
@@ -98,7 +98,7 @@ def run_demo(
     predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     tiles = []
     for path in image_paths:
-        image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        image = load_image(path)
         detections = detector(image)
         quads = np.array([d.quad for d in detections], np.float32).reshape(-1, 4, 2)
         scores = np.array([d.score for d in detections], np.float32)
