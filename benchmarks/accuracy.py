@@ -1,0 +1,118 @@
+"""Detection accuracy (ICDAR 2015 protocol) on a held-out synthetic set and on real photos.
+
+Usage: python benchmarks/accuracy.py [--model M] [--json results.json]
+
+* synthetic: ``--synthetic-count`` images rendered by the engine with ``--synthetic-seed``
+  (a seed never used for training) on ../shared/data/backgrounds and ../shared/data/text when
+  present, else on the procedural default;
+* real: an ICDAR-format folder (default ../shared/data/real/icdar2015_dev when present).
+
+Each set is scored single scale (``--single``) and multi-scale (``--multi``). Prints one line
+per (set, scales) with precision, recall, F and images/s, and writes them as JSON on request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from synthloc.data.icdar import IcdarGT, list_icdar_folder, read_icdar_gt
+from synthloc.detect import Detector
+from synthloc.evaluate import evaluate_ic15
+from synthloc.synth import SynthConfig
+from synthloc.synth.runner import synthesize
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SYNTHETIC_TEST_SEED = 20161123  # never used for training data
+SINGLE_SCALE = (1024.0,)
+MULTI_SCALE = (768.0, 1024.0, 1536.0)
+
+
+def make_synthetic_set(out: Path, count: int, seed: int, size: int = 512) -> Path:
+    """Render the held-out synthetic set in ICDAR layout (resumes if already there)."""
+    backgrounds = SHARED / "backgrounds"
+    corpus = SHARED / "text"
+    config = SynthConfig(size=size, corpus=str(corpus) if corpus.is_dir() else None)
+    synthesize(
+        out,
+        count=count,
+        seed=seed,
+        backgrounds=backgrounds if backgrounds.is_dir() else None,
+        workers=1,
+        fmt="icdar",
+        config=config,
+        progress=False,
+    )
+    return out
+
+
+def score_folder(detector: Detector, folder: Path) -> dict[str, float]:
+    """Detect on every image of an ICDAR folder and score it with the ic15 protocol."""
+    pairs = list_icdar_folder(folder)
+    if not pairs:
+        raise SystemExit(f"{folder}: no images with ground truth")
+    gts: dict[str, IcdarGT] = {}
+    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    start = time.perf_counter()
+    for image_path, gt_path in pairs:
+        detections = detector(image_path)
+        name = gt_path.stem[len("gt_") :]
+        gts[name] = read_icdar_gt(gt_path)
+        quads = np.array([d.quad for d in detections], np.float32).reshape(-1, 4, 2)
+        preds[name] = (quads, np.array([d.score for d in detections], np.float32))
+    seconds = time.perf_counter() - start
+    result = evaluate_ic15(gts, preds)
+    return {
+        "images": len(pairs),
+        "precision": result.precision,
+        "recall": result.recall,
+        "hmean": result.hmean,
+        "images_per_s": len(pairs) / seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="model file (default: shipped)")
+    parser.add_argument("--synthetic-count", type=int, default=200)
+    parser.add_argument("--synthetic-seed", type=int, default=SYNTHETIC_TEST_SEED)
+    parser.add_argument("--synthetic-dir", type=Path, default=None, help="keep the set here")
+    parser.add_argument("--icdar", type=Path, default=SHARED / "real" / "icdar2015_dev")
+    parser.add_argument("--single", type=float, nargs="+", default=list(SINGLE_SCALE))
+    parser.add_argument("--multi", type=float, nargs="+", default=list(MULTI_SCALE))
+    parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="synthloc-acc-") as tmp:
+        synthetic_dir = args.synthetic_dir or Path(tmp) / "synthetic"
+        make_synthetic_set(synthetic_dir, args.synthetic_count, args.synthetic_seed)
+        sets = {"synthetic": synthetic_dir}
+        if args.icdar is not None and args.icdar.is_dir():
+            sets["icdar2015_dev"] = args.icdar
+        for scales_name, scales in (("single", args.single), ("multi", args.multi)):
+            detector = Detector.load(
+                args.model, scales=scales, threshold=args.threshold, num_threads=args.threads
+            )
+            for set_name, folder in sets.items():
+                figures = score_folder(detector, folder)
+                figures["scales"] = list(scales)  # type: ignore[assignment]
+                results[f"{set_name}/{scales_name}"] = figures
+                print(
+                    f"{set_name:14s} {scales_name:6s} scales={scales} images={figures['images']} "
+                    f"P={figures['precision']:.3f} R={figures['recall']:.3f} "
+                    f"F={figures['hmean']:.3f} ({figures['images_per_s']:.2f} images/s)"
+                )
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
