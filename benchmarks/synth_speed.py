@@ -13,6 +13,7 @@ CPU second of this process (the latter is the per-core figure on a busy shared m
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--backgrounds", type=Path, default=SHARED)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     cv2.setNumThreads(1)  # one core: the figure is per core
     config = SynthConfig(size=args.size)
@@ -84,6 +86,18 @@ def main() -> None:
         f"words per image: mean {np.mean(words):.1f}, images with 0 words: "
         f"{np.mean(np.array(words) == 0) * 100:.0f}%"
     )
+    if args.json is not None:
+        figures = {
+            "size": args.size,
+            "backgrounds": source,
+            "cold_images_per_s": statistics.median(cold),
+            "warm_images_per_s": statistics.median(warm),
+            "cold_images_per_cpu_s": statistics.median(cold_cpu),
+            "warm_images_per_cpu_s": statistics.median(warm_cpu),
+            "words_per_image": float(np.mean(words)),
+            "runs": len(cold),
+        }
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

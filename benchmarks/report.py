@@ -1,0 +1,144 @@
+"""Run the benchmarks and write the README's results table from what they measured.
+
+Usage: python benchmarks/report.py [--model M] [--readme] [--quick]
+
+Runs, each in its own process (so thread settings and caches do not leak between them):
+  accuracy.py      ic15 P/R/F on a held-out synthetic set and on ICDAR 2015 dev (single + multi)
+  detect_speed.py  end-to-end images/s on 1280x720 photos, torch and onnxruntime, 2 threads, and
+                   the ratio against RapidOCR's text detector when rapidocr_onnxruntime is installed
+  synth_speed.py   engine images/s per core at 512 px, default config
+  train_speed.py   training images/s at 384x384, batch 16, 2 threads, fcrn-lite
+
+Writes benchmarks/results.json and benchmarks/results.md; with --readme, also replaces the part
+of README.md between the results markers. No figure in the table is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def run_json(script: str, args: list[str]) -> dict[str, Any]:
+    """Run ``benchmarks/<script> ... --json FILE`` and return what it wrote."""
+    with tempfile.TemporaryDirectory(prefix="synthloc-report-") as tmp:
+        out = Path(tmp) / "figures.json"
+        command = [sys.executable, str(HERE / script), *args, "--json", str(out)]
+        print("$", " ".join(command[1:]), flush=True)
+        subprocess.run(command, check=True, cwd=ROOT)
+        return dict(json.loads(out.read_text()))
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The markdown results table (plus the conditions it was measured under)."""
+    acc = results["accuracy"]
+    lines = [
+        "| measure | value |",
+        "|---|---|",
+    ]
+    for key, label in (
+        ("synthetic/single", "F, synthetic test set, single scale"),
+        ("synthetic/multi", "F, synthetic test set, multi-scale"),
+        ("icdar2015_dev/single", "F, ICDAR 2015 dev (100 photos), single scale"),
+        ("icdar2015_dev/multi", "F, ICDAR 2015 dev (100 photos), multi-scale"),
+    ):
+        if key in acc:
+            row = acc[key]
+            lines.append(
+                f"| {label} {row['scales']} | F {_fmt(row['hmean'])} "
+                f"(P {_fmt(row['precision'])}, R {_fmt(row['recall'])}) |"
+            )
+    det = results["detect_speed"]
+    found = det["results"]
+    for backend in ("torch", "onnxruntime"):
+        row = found.get(f"synthloc/{backend}")
+        if row is not None:
+            ratio = row.get("ratio_vs_rapidocr")
+            vs = "" if ratio is None else f" ({ratio:.1f}x RapidOCR)"
+            lines.append(
+                f"| detect, {det['images']} 1280x720 photos, scales {det['scales']}, {backend}, "
+                f"{det['threads']} threads | {_fmt(row['images_per_s'], 2)} images/s{vs} |"
+            )
+    if "rapidocr-det" in found:
+        lines.append(
+            f"| RapidOCR text detector (PP-OCR DBNet), same images and threads | "
+            f"{_fmt(found['rapidocr-det']['images_per_s'], 2)} images/s |"
+        )
+    syn = results["synth_speed"]
+    lines.append(
+        f"| synthesis, {syn['size']} px, default config, per core | "
+        f"{_fmt(syn['cold_images_per_cpu_s'], 1)} images/s (backgrounds cached: "
+        f"{_fmt(syn['warm_images_per_cpu_s'], 1)}) |"
+    )
+    tr = results["train_speed"]
+    for source in ("shards", "synth"):
+        if source in tr:
+            lines.append(
+                f"| training, fcrn-lite, 384x384, batch 16, 2 threads, from {source} | "
+                f"{_fmt(tr[source]['images_per_s'], 1)} images/s |"
+            )
+    meta = results["meta"]
+    lines.append("")
+    lines.append(
+        f"Measured by `python benchmarks/report.py` on {meta['date']} ({meta['machine']}, "
+        f"{meta['cpus']} CPUs); model: {meta['model']}. Speeds are medians of repeated runs."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="model file (default: shipped)")
+    parser.add_argument("--readme", action="store_true", help="update README.md's table")
+    parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    args = parser.parse_args()
+
+    model_args = [] if args.model is None else ["--model", str(args.model)]
+    quick = args.quick
+    results: dict[str, Any] = {
+        "accuracy": run_json(
+            "accuracy.py", [*model_args, "--synthetic-count", "40" if quick else "200"]
+        ),
+        "detect_speed": run_json(
+            "detect_speed.py", [*model_args, "--count", "10" if quick else "20"]
+        ),
+        "synth_speed": run_json("synth_speed.py", ["--count", "20" if quick else "40"]),
+        "train_speed": run_json("train_speed.py", ["--steps", "3" if quick else "8"]),
+    }
+    results["meta"] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
+        "cpus": os.cpu_count(),
+        "model": str(args.model) if args.model else "the shipped default model",
+    }
+    (HERE / "results.json").write_text(json.dumps(results, indent=2))
+    markdown = table(results)
+    (HERE / "results.md").write_text(markdown + "\n")
+    print(markdown)
+    if args.readme:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        readme.write_text(f"{head}{START}\n{markdown}\n{END}{tail}")
+        print(f"updated {readme}")
+
+
+if __name__ == "__main__":
+    main()
