@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import pickle
 from pathlib import Path
 
 import h5py
@@ -18,6 +19,13 @@ from synthloc.synth import (
     list_backgrounds,
     load_background,
     render_scene,
+)
+from synthloc.synth.backgrounds import (
+    DEPTH_SUFFIXES,
+    SEG_SUFFIXES,
+    DsetReader,
+    index_maps,
+    map_key,
 )
 from synthloc.synth.text_source import TextSource, strip_gutenberg
 
@@ -115,6 +123,89 @@ def test_depth_and_seg_maps_are_resized_with_the_image(tmp_path: Path) -> None:
     assert bg.depth is not None and bg.depth.shape == (200, 400) and np.allclose(bg.depth, 3.0)
     assert bg.seg is not None and bg.seg.shape == (200, 400)
     assert set(np.unique(bg.seg)) == {0, 7}
+
+
+def test_list_backgrounds_leaves_out_map_folders(tmp_path: Path) -> None:
+    for name in ["a.jpg", "depth/a.png", "seg/sub/a.png", "sub/b.png", "depthless/c.png"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    outside = tmp_path.parent / "elsewhere"
+    names = [
+        p.relative_to(tmp_path).as_posix()
+        for p in list_backgrounds(tmp_path, exclude=[tmp_path / "depth", "seg", outside])
+    ]
+    # "seg" is relative to the working directory, not to the folder: it excludes nothing.
+    assert names == ["a.jpg", "depthless/c.png", "seg/sub/a.png", "sub/b.png"]
+    names = [
+        p.relative_to(tmp_path).as_posix()
+        for p in list_backgrounds(tmp_path, exclude=[tmp_path / "depth", tmp_path / "seg" / "."])
+    ]
+    assert names == ["a.jpg", "depthless/c.png", "sub/b.png"]
+
+
+def test_index_maps_keys_by_relative_stem_with_suffix_priority(tmp_path: Path) -> None:
+    assert map_key(tmp_path / "street" / "a.b.JPG", tmp_path) == "street/a.b"
+    for name in ["x.png", "x.npy", "street/a.b.PNG", "y.h5", "notes.txt", "seg_only.tif"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    depth = index_maps(tmp_path, DEPTH_SUFFIXES)
+    assert {k: v.relative_to(tmp_path).as_posix() for k, v in depth.items()} == {
+        "x": "x.npy",  # .npy comes before .png
+        "street/a.b": "street/a.b.PNG",
+        "y": "y.h5",
+        "seg_only": "seg_only.tif",
+    }
+    assert "y" not in index_maps(tmp_path, SEG_SUFFIXES)
+    with pytest.raises(BackgroundError, match="missing: not a folder"):
+        index_maps(tmp_path / "missing", DEPTH_SUFFIXES)
+
+
+def test_unusable_maps_are_reported_or_raised(tmp_path: Path) -> None:
+    img = tmp_path / "img.png"
+    Image.fromarray(_gradient(100, 200).astype(np.uint8)).save(img)
+    bad_depth = tmp_path / "depth.npy"
+    bad_depth.write_bytes(b"\x93NUMPY not really")
+    seg = tmp_path / "seg.npy"
+    np.save(seg, np.full((100, 200), 3, np.int64))
+    errors: dict[str, str] = {}
+    bg = load_background(img, 100, bad_depth, seg, map_errors=errors)
+    assert bg.depth is None and bg.seg is not None and np.all(bg.seg == 3)
+    assert list(errors) == ["depth"] and str(bad_depth) in errors["depth"]
+    with pytest.raises(BackgroundError, match=r"depth\.npy: unreadable map"):
+        load_background(img, 100, bad_depth, seg)
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 5), np.float32))
+    with pytest.raises(BackgroundError, match=r"empty\.npy: empty map"):
+        load_background(img, 100, depth_path=empty)
+    errors.clear()
+    # A bad photo raises even when map errors are collected: there is nothing to render into.
+    with pytest.raises(BackgroundError, match="file not found"):
+        load_background(tmp_path / "gone.png", 100, seg_path=seg, map_errors=errors)
+    assert errors == {}
+
+
+def test_dset_reader_opens_lazily_and_pickles_without_its_handle(tmp_path: Path) -> None:
+    path = tmp_path / "dset.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("image/b.jpg", data=np.full((80, 100, 3), 90, np.uint8))
+        f.create_dataset("image/a.jpg", data=np.full((80, 100), 30, np.uint8))
+        f.create_dataset("seg/a.jpg", data=np.ones((80, 100), np.float32))
+        f.create_dataset("depth/b.jpg", data=np.zeros(5, np.float32))  # not a map
+    with DsetReader(path) as reader:
+        assert reader.keys() == ["a.jpg", "b.jpg"]
+        copy = pickle.loads(pickle.dumps(reader))  # an open handle would not pickle
+        a = copy.load("a.jpg", 50)
+        assert a.image.shape == (40, 50, 3) and np.all(a.image == 30) and a.depth is None
+        assert a.seg is not None and a.seg.shape == (40, 50)
+        errors: dict[str, str] = {}
+        b = reader.load("b.jpg", 50, errors)
+        assert b.depth is None and b.seg is None
+        assert f"{path}:depth/b.jpg: unusable map" in errors["depth"]
+        with pytest.raises(BackgroundError, match=r"dset\.h5:image/zz\.jpg: unreadable"):
+            reader.load("zz.jpg", 50)
+        copy.close()
+    with pytest.warns(UserWarning, match=r"depth/b\.jpg"):
+        assert [bg.name for bg in iter_dset_h5(path, 50)] == ["a"]
 
 
 def test_dset_h5_layout(tmp_path: Path) -> None:

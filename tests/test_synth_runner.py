@@ -214,8 +214,13 @@ def test_bad_backgrounds_are_skipped_counted_and_named(
     records = [r for s in sorted((tmp_path / "ds").glob("shard-*.tar")) for r in _records(s)]
     assert sum(len(r["failed_backgrounds"]) for r in records) == report.failed_backgrounds
     assert {r["background"] for r in records} <= {"good.png", "<default>"}
+    assert all(not r["has_depth"] and not r["has_seg"] and r["failed_maps"] == [] for r in records)
     manifest = read_manifest(tmp_path / "ds")
     assert manifest["counts"]["failed_backgrounds"] == report.failed_backgrounds
+    # Without map folders the manifest keeps the form of runs made before maps existed, so
+    # those runs still resume.
+    assert set(manifest["backgrounds"]) == {"folder", "files", "list_sha256"}
+    assert manifest["backgrounds"]["files"] == 3
 
 
 def _records(shard: Path) -> list[dict[str, object]]:

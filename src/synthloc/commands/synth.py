@@ -10,9 +10,22 @@ settings is refused. Formats:
 
 Without --backgrounds, procedural textured scenes are used (nothing to download).
 
-example:
+Backgrounds: a folder of photos (searched recursively) or a SynthText dset.h5 file (groups
+image/, depth/, seg/ keyed by image name; each worker opens it itself). Depth and segmentation
+maps for a photo folder are paired by the photo's path relative to --backgrounds without its
+extension: photos/street/a.jpg gets DEPTH/street/a.npy|.png|.tif|.tiff|.h5|.hdf5 and
+SEG/street/a.npy|.png|.tif|.tiff (integer labels, 0 = no region). Photos without a map file
+render without it; an unreadable map is counted and named, and its photo used without it. Map
+folders may live inside the photo folder; their files are then not taken as photos. Depth
+(larger = farther) puts text on fitted planes; a label map replaces the engine's own
+over-segmentation.
+
+examples:
   synthloc synth --backgrounds photos/ --count 1000 --out data/synth --seed 0 --workers 2 \\
       --preview 16
+  synthloc synth --backgrounds photos/ --depth photos/depth/ --seg photos/seg/ --count 100 \\
+      --out data/synth_depth
+  synthloc synth --backgrounds dset.h5 --count 1000 --out data/synth_dset --workers 2
 """
 
 from __future__ import annotations
@@ -27,8 +40,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backgrounds",
         type=Path,
         default=None,
+        metavar="DIR|H5",
+        help="folder of background photos, searched recursively, or a SynthText dset.h5 file "
+        "(default: procedural scenes)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=Path,
+        default=None,
         metavar="DIR",
-        help="folder of background photos, searched recursively (default: procedural scenes)",
+        help="folder of depth maps paired with the photos by relative path without extension "
+        "(.npy, .png, .tif, .tiff, .h5, .hdf5; larger = farther)",
+    )
+    parser.add_argument(
+        "--seg",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of segmentation label maps paired like --depth (.npy, .png, .tif, .tiff; "
+        "0 = no region)",
     )
     parser.add_argument("--count", type=int, required=True, help="number of images")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
@@ -116,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             shard_size=args.shard_size,
             progress=not args.no_progress,
             image_format=args.image_format,
+            depth=args.depth,
+            seg=args.seg,
         )
     except SynthError as exc:
         print(f"synthloc synth: error: {exc}", file=sys.stderr)

@@ -2,14 +2,22 @@
 
 A :class:`Background` is what the engine renders into: an RGB image whose long side equals the
 configured size, plus optional per-pixel depth and segmentation labels aligned with it.
+
+Pairing convention for a folder of photos: the depth (or segmentation) map of
+``photos/<rel>/<stem>.<ext>`` is ``depth_dir/<rel>/<stem><suffix>`` with a suffix from
+:data:`DEPTH_SUFFIXES` (or :data:`SEG_SUFFIXES`), i.e. the photo's path relative to its folder
+without the extension (:func:`map_key`). A photo without such a file simply has no map.
+:func:`index_maps` lists a map folder by that key.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -17,6 +25,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MIN_BACKGROUND_SIDE = 64
+# Map files paired with photos by stem; when several exist for one photo the earlier suffix wins.
+DEPTH_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".h5", ".hdf5")
+SEG_SUFFIXES = (".npy", ".png", ".tif", ".tiff")
 
 
 class BackgroundError(ValueError):
@@ -39,12 +50,64 @@ class Background:
     name: str = ""
 
 
-def list_backgrounds(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted; raises if the folder does not exist."""
+def list_backgrounds(folder: str | Path, exclude: Iterable[str | Path] = ()) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted; raises if the folder does not exist.
+
+    exclude: folders whose files are left out, e.g. depth or segmentation maps (PNG too) kept
+    inside the backgrounds folder. Folders outside ``folder`` change nothing.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise BackgroundError(f"{root}: not a folder")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # Compared as parts relative to the resolved root, so "photos/depth" and an absolute path to
+    # the same folder exclude the same files.
+    resolved_root = root.resolve()
+    skipped: list[tuple[str, ...]] = []
+    for folder_out in exclude:
+        try:
+            skipped.append(Path(folder_out).resolve().relative_to(resolved_root).parts)
+        except ValueError:
+            continue
+    files = []
+    for p in root.rglob("*"):
+        if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            continue
+        parts = p.relative_to(root).parts
+        if any(parts[: len(s)] == s for s in skipped):
+            continue
+        files.append(p)
+    return sorted(files)
+
+
+def map_key(photo: str | Path, root: str | Path) -> str:
+    """The pairing key of ``photo``: its path relative to ``root``, without extension (posix).
+
+    >>> map_key("photos/street/a.b.jpg", "photos")
+    'street/a.b'
+    """
+    return Path(photo).relative_to(root).with_suffix("").as_posix()
+
+
+def index_maps(folder: str | Path, suffixes: Sequence[str]) -> dict[str, Path]:
+    """Map files under ``folder`` (recursive) by :func:`map_key` (suffixes matched ignoring case).
+
+    When several files share a key (``a.npy`` and ``a.png``), the one whose suffix comes first in
+    ``suffixes`` wins. Raises :class:`BackgroundError` if ``folder`` is not a folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise BackgroundError(f"{root}: not a folder")
+    rank = {suffix.lower(): k for k, suffix in enumerate(suffixes)}
+    found: dict[str, Path] = {}
+    for p in sorted(root.rglob("*")):
+        suffix = p.suffix.lower()
+        if suffix not in rank or not p.is_file():
+            continue
+        key = map_key(p, root)
+        current = found.get(key)
+        if current is None or rank[suffix] < rank[current.suffix.lower()]:
+            found[key] = p
+    return found
 
 
 def _target_hw(height: int, width: int, size: int) -> tuple[int, int]:
@@ -112,12 +175,18 @@ def load_background(
     size: int,
     depth_path: str | Path | None = None,
     seg_path: str | Path | None = None,
+    map_errors: dict[str, str] | None = None,
 ) -> Background:
     """Load one background photo (and optional depth / segmentation maps).
 
     Handles grayscale, RGBA/LA/palette (alpha composited over mid grey), 16-bit and float
     images, and EXIF orientation. Raises :class:`BackgroundError` ``"<path>: <problem>"`` for
     missing, corrupt, truncated or tiny (< 64 px side) files.
+
+    Maps (.npy, .h5/.hdf5 first dataset, or an image file; 3-D maps use their first channel) are
+    resized to the image: depth bilinearly to float32, seg by nearest neighbour to int32.
+    map_errors: None raises for an unusable map as for the photo; a dict instead receives
+    ``{"depth" | "seg": "<map path>: <problem>"}`` and the background comes without that map.
     """
     p = Path(path)
     try:
@@ -139,26 +208,39 @@ def load_background(
         raise BackgroundError(f"{p}: too small ({w}x{h} px, need >= {MIN_BACKGROUND_SIDE})")
     hw = _target_hw(h, w, size)
     image = _resize(rgb, hw)
-    depth = seg = None
-    if depth_path is not None:
-        depth = _load_map(Path(depth_path), hw, nearest=False).astype(np.float32)
-    if seg_path is not None:
-        seg = _load_map(Path(seg_path), hw, nearest=True).astype(np.int32)
-    return Background(image=image, depth=depth, seg=seg, name=p.stem)
+    background = Background(image=image, name=p.stem)
+    for kind, map_path in (("depth", depth_path), ("seg", seg_path)):
+        if map_path is None:
+            continue
+        try:
+            loaded = _load_map(Path(map_path), hw, nearest=kind == "seg")
+        except BackgroundError as exc:
+            if map_errors is None:
+                raise
+            map_errors[kind] = str(exc)
+            continue
+        if kind == "depth":
+            background.depth = loaded.astype(np.float32)
+        else:
+            background.seg = loaded.astype(np.int32)
+    return background
 
 
 def _load_map(path: Path, hw: tuple[int, int], nearest: bool) -> np.ndarray:
     try:
         arr = _read_array(path)
+        if arr.size == 0:
+            raise BackgroundError(f"{path}: empty map (shape {arr.shape})")
+        arr = arr.astype(np.int32 if nearest else np.float32)
+        if nearest:
+            # cv2 cannot resize int32 with INTER_NEAREST on all builds; go through float32
+            # exactly.
+            return _resize(arr.astype(np.float32), hw, nearest=True).astype(np.int32)
+        return _resize(arr, hw)
     except BackgroundError:
         raise
-    except (OSError, ValueError, SyntaxError, KeyError) as exc:
+    except (OSError, EOFError, ValueError, TypeError, SyntaxError, KeyError, cv2.error) as exc:
         raise BackgroundError(f"{path}: unreadable map ({exc})") from exc
-    arr = arr.astype(np.int32 if nearest else np.float32)
-    if nearest:
-        # cv2 cannot resize int32 with INTER_NEAREST on all builds; go through float32 exactly.
-        return _resize(arr.astype(np.float32), hw, nearest=True).astype(np.int32)
-    return _resize(arr, hw)
 
 
 def _dset_map(arr: np.ndarray, hw_original: tuple[int, int]) -> np.ndarray:
@@ -178,43 +260,101 @@ def _dset_map(arr: np.ndarray, hw_original: tuple[int, int]) -> np.ndarray:
 def iter_dset_h5(path: str | Path, size: int) -> Iterator[Background]:
     """Backgrounds from SynthText's input ``dset.h5`` (groups ``image/``, ``depth/``, ``seg/``).
 
-    Images whose data cannot be used are skipped with a warning naming the key.
+    Images whose data (image, depth or seg) cannot be used are skipped with a warning naming
+    the key.
     """
-    import h5py
-
-    p = Path(path)
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise BackgroundError(f"{p}: cannot open as HDF5 ({exc})") from exc
-    with f:
-        if "image" not in f:
-            raise BackgroundError(f"{p}: no 'image' group (not a SynthText dset.h5)")
-        for key in sorted(f["image"].keys()):
+    with DsetReader(path) as reader:
+        for key in reader.keys():
             try:
-                yield _dset_background(f, key, size)
+                yield reader.load(key, size)
             except BackgroundError as exc:
-                warnings.warn(f"{p}:{key}: {exc}", stacklevel=2)
+                warnings.warn(str(exc), stacklevel=2)
 
 
-def _dset_background(f: object, key: str, size: int) -> Background:
-    group = f  # h5py.File, typed loosely to keep h5py an optional import
-    raw = np.asarray(group["image"][key][()])  # type: ignore[index]
-    if raw.ndim == 2:
-        raw = np.repeat(raw[:, :, None], 3, axis=2)
-    if raw.ndim != 3 or raw.shape[2] < 3 or min(raw.shape[:2]) < MIN_BACKGROUND_SIDE:
-        raise BackgroundError(f"unusable image shape {raw.shape}")
-    if raw.dtype != np.uint8:
-        raw = np.clip(raw, 0, 255).astype(np.uint8)
-    raw = np.ascontiguousarray(raw[:, :, :3])
-    hw0 = raw.shape[:2]
-    hw = _target_hw(hw0[0], hw0[1], size)
-    image = _resize(raw, hw)
-    depth = seg = None
-    if "depth" in group and key in group["depth"]:  # type: ignore[operator,index]
-        d = _dset_map(group["depth"][key][()], hw0).astype(np.float32)  # type: ignore[index]
-        depth = _resize(d, hw)
-    if "seg" in group and key in group["seg"]:  # type: ignore[operator,index]
-        s = _dset_map(group["seg"][key][()], hw0).astype(np.float32)  # type: ignore[index]
-        seg = _resize(s, hw, nearest=True).astype(np.int32)
-    return Background(image=image, depth=depth, seg=seg, name=Path(key).stem)
+class DsetReader:
+    """Random access to a SynthText ``dset.h5``: groups ``image/``, ``depth/``, ``seg/`` by name.
+
+    The file is opened on first use, by the process that uses it, and closed by :meth:`close`
+    (or leaving a ``with`` block). h5py handles cannot be pickled or shared between processes,
+    so a reader pickles as its path alone and a worker process reopens the file itself.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_file": None}
+
+    def __enter__(self) -> DsetReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _h5(self) -> Any:
+        if self._file is None:
+            import h5py
+
+            try:
+                handle = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise BackgroundError(f"{self.path}: cannot open as HDF5 ({exc})") from exc
+            if "image" not in handle:
+                handle.close()
+                raise BackgroundError(f"{self.path}: no 'image' group (not a SynthText dset.h5)")
+            self._file = handle
+        return self._file
+
+    def keys(self) -> list[str]:
+        """The image names, sorted (the order samples draw from)."""
+        return sorted(self._h5()["image"].keys())
+
+    def load(self, key: str, size: int, map_errors: dict[str, str] | None = None) -> Background:
+        """Image ``key`` resized to long side ``size``, with its depth and seg maps if present.
+
+        SynthText's depth is [2, W, H] (the second channel is used) and its maps may be stored
+        transposed; both are handled. Raises :class:`BackgroundError`
+        ``"<file>:<group>/<key>: <problem>"``. map_errors: as in :func:`load_background`.
+        """
+        f = self._h5()
+        where = f"{self.path}:image/{key}"
+        try:
+            raw = np.asarray(f["image"][key][()])
+        except (KeyError, OSError, ValueError, TypeError) as exc:
+            raise BackgroundError(f"{where}: unreadable ({exc})") from exc
+        if raw.ndim == 2:
+            raw = np.repeat(raw[:, :, None], 3, axis=2)
+        if raw.ndim != 3 or raw.shape[2] < 3 or min(raw.shape[:2]) < MIN_BACKGROUND_SIDE:
+            raise BackgroundError(f"{where}: unusable image shape {raw.shape}")
+        if raw.dtype != np.uint8:
+            raw = np.clip(raw, 0, 255).astype(np.uint8)
+        raw = np.ascontiguousarray(raw[:, :, :3])
+        hw0 = raw.shape[:2]
+        hw = _target_hw(hw0[0], hw0[1], size)
+        background = Background(image=_resize(raw, hw), name=Path(key).stem)
+        for kind in ("depth", "seg"):
+            if kind not in f or key not in f[kind]:
+                continue
+            try:
+                arr = _dset_map(np.asarray(f[kind][key][()]), hw0).astype(np.float32)
+                if kind == "depth":
+                    background.depth = _resize(arr, hw)
+                else:
+                    background.seg = _resize(arr, hw, nearest=True).astype(np.int32)
+            except (BackgroundError, KeyError, OSError, ValueError, TypeError, cv2.error) as exc:
+                message = f"{self.path}:{kind}/{key}: unusable map ({exc})"
+                if map_errors is None:
+                    raise BackgroundError(message) from exc
+                map_errors[kind] = message
+        return background

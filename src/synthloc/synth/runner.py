@@ -10,10 +10,24 @@ formats:
 * ``synthtext-h5``: ``SynthText.h5`` in the original engine's results layout
   (:mod:`synthloc.data.synthtext_h5`) + ``manifest.json``.
 
+Backgrounds (:class:`BackgroundSource`, built by :func:`background_source`):
+
+* a folder of photos, searched recursively. Optional ``depth`` / ``seg`` folders pair a map with
+  each photo by its path relative to the folder without extension: ``photos/a/b.jpg`` gets
+  ``depth/a/b.npy`` (or ``.png``, ``.tif``, ``.tiff``, ``.h5``, ``.hdf5``) and ``seg/a/b.png``
+  (or ``.npy``, ``.tif``, ``.tiff``; integer labels, 0 = no region). A photo without a map file
+  has no map. Map folders inside the photo folder are not taken as photos. An unreadable map is
+  counted and named (``failed_maps``, ``bad_maps``) and its photo is used without it.
+* a SynthText ``dset.h5`` file (groups ``image/``, ``depth/``, ``seg/`` keyed by image name).
+  The parent only lists the keys; every process opens the file itself.
+* nothing: the procedural default.
+
 Reproducibility: sample ``i`` of seed ``s`` uses only
 ``rng = np.random.default_rng(np.random.SeedSequence([s, i]))``: the background is drawn from
-the sorted background list with it (or the procedural default is generated from it), then the
-scene is rendered with it. So a sample is byte-identical whatever the worker count or order.
+the sorted background list (photo paths or dset image names) with it (or the procedural
+default is generated from it), then the scene is rendered with it. So a sample is
+byte-identical whatever the worker count or order. Each sample's JSON records its background,
+``has_depth`` and ``has_seg``.
 
 Work is grouped into shards of ``shard_size`` consecutive samples, the unit of output and of
 resuming. Worker processes render and encode; the parent writes each shard atomically once all
@@ -34,9 +48,11 @@ import shutil
 import time
 import traceback
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -59,10 +75,15 @@ from synthloc.data.shards import (
     write_shard,
 )
 from synthloc.synth.backgrounds import (
+    DEPTH_SUFFIXES,
+    SEG_SUFFIXES,
     Background,
     BackgroundError,
+    DsetReader,
+    index_maps,
     list_backgrounds,
     load_background,
+    map_key,
 )
 from synthloc.synth.config import SynthConfig
 from synthloc.synth.engine import SceneRenderer
@@ -95,6 +116,168 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
+# --------------------------------------------------------------------------- backgrounds
+
+
+@dataclass(frozen=True)
+class BackgroundSource:
+    """The backgrounds of a run. Picklable: paths and names only; workers open files themselves.
+
+    kind: ``"folder"`` (photos, each optionally paired with depth / seg files) or ``"dset"``
+    (a SynthText ``dset.h5``). path: the resolved folder or file (None for a bare file list).
+    names: sorted; sample i draws ``names[rng.integers(len(names))]``. Photo paths relative to
+    ``path`` (posix; absolute paths when ``path`` is None) or dset image names; also the label
+    recorded with each sample. depth, seg: the paired map file of each name or None (folder
+    only; empty tuples when no map folder was given). depth_dir, seg_dir: the map folders given.
+    """
+
+    kind: str
+    path: Path | None
+    names: tuple[str, ...]
+    depth: tuple[Path | None, ...] = ()
+    seg: tuple[Path | None, ...] = ()
+    depth_dir: Path | None = None
+    seg_dir: Path | None = None
+
+    @classmethod
+    def from_files(cls, files: Sequence[Path], root: Path | None = None) -> BackgroundSource:
+        """Photos without maps, labelled by their path relative to ``root`` (or as given)."""
+        names = tuple(p.relative_to(root).as_posix() if root is not None else str(p) for p in files)
+        return cls(kind="folder", path=root, names=names)
+
+    def photo(self, position: int) -> Path:
+        """The photo file of ``names[position]`` (folder sources)."""
+        name = self.names[position]
+        return self.path / name if self.path is not None else Path(name)
+
+    def open(self) -> BackgroundLoader:
+        """A loader for this process (close it, or use it in a ``with`` block)."""
+        return BackgroundLoader(self)
+
+
+class BackgroundLoader:
+    """Loads the backgrounds of a :class:`BackgroundSource` in the current process.
+
+    For a dset.h5 it holds this process's file handle (opened on first use) until
+    :meth:`close`.
+    """
+
+    def __init__(self, source: BackgroundSource) -> None:
+        self.source = source
+        self._dset = (
+            DsetReader(source.path) if source.kind == "dset" and source.path is not None else None
+        )
+
+    def __enter__(self) -> BackgroundLoader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._dset is not None:
+            self._dset.close()
+
+    def load(self, position: int, size: int) -> tuple[Background, dict[str, str]]:
+        """Background ``names[position]`` resized to long side ``size``, and its map errors.
+
+        Returns ``(background, {"depth" | "seg": message})``: a map that cannot be used is left
+        out and reported. Raises :class:`BackgroundError` when the image itself is unusable.
+        """
+        source = self.source
+        map_errors: dict[str, str] = {}
+        if self._dset is not None:
+            return self._dset.load(source.names[position], size, map_errors), map_errors
+        depth = source.depth[position] if source.depth else None
+        seg = source.seg[position] if source.seg else None
+        background = load_background(source.photo(position), size, depth, seg, map_errors)
+        return background, map_errors
+
+
+def _loader(source: BackgroundSource | None) -> AbstractContextManager[BackgroundLoader | None]:
+    return nullcontext(None) if source is None else source.open()
+
+
+def background_source(
+    backgrounds: Path | None, depth: Path | None = None, seg: Path | None = None
+) -> BackgroundSource | None:
+    """Resolve ``--backgrounds`` (folder or dset.h5) and pair ``--depth`` / ``--seg`` maps.
+
+    None for the procedural default. Raises :class:`SynthError` for a missing or empty folder,
+    an unreadable dset.h5, a map folder that is missing or contains the photo folder, or map
+    folders given without a photo folder.
+    """
+    if backgrounds is None:
+        if depth is not None or seg is not None:
+            raise SynthError(
+                "depth and seg folders pair maps with photos: give a backgrounds folder"
+            )
+        return None
+    path = Path(backgrounds).resolve()
+    if path.is_file():
+        if depth is not None or seg is not None:
+            raise SynthError(
+                f"{path}: a dset.h5 carries its own depth and seg groups; depth and seg "
+                "folders apply to a folder of photos"
+            )
+        try:
+            with DsetReader(path) as reader:
+                keys = reader.keys()
+        except BackgroundError as exc:
+            raise SynthError(
+                f"backgrounds: {exc} (expected a folder of photos or a SynthText dset.h5)"
+            ) from exc
+        if not keys:
+            raise SynthError(f"{path}: no images in the dset.h5 'image' group")
+        return BackgroundSource(kind="dset", path=path, names=tuple(keys))
+    map_dirs: dict[str, Path] = {}
+    for kind, folder in (("depth", depth), ("seg", seg)):
+        if folder is None:
+            continue
+        resolved = Path(folder).resolve()
+        if not resolved.is_dir():
+            raise SynthError(f"{kind}: {resolved}: not a folder")
+        if path.is_relative_to(resolved):
+            raise SynthError(
+                f"{kind}: {resolved} contains the backgrounds folder {path}; keep maps in a "
+                "folder of their own (a subfolder of the backgrounds folder is fine)"
+            )
+        map_dirs[kind] = resolved
+    try:
+        files = list_backgrounds(path, exclude=map_dirs.values())
+    except BackgroundError as exc:
+        raise SynthError(f"backgrounds: {exc}") from exc
+    if not files:
+        raise SynthError(f"{path}: no background images (jpg, png, webp, bmp) in this folder")
+    paired: dict[str, tuple[Path | None, ...]] = {}
+    for kind, folder in map_dirs.items():
+        found = index_maps(folder, DEPTH_SUFFIXES if kind == "depth" else SEG_SUFFIXES)
+        paired[kind] = tuple(found.get(map_key(p, path)) for p in files)
+        if not any(paired[kind]):
+            logger.warning(
+                "%s: no %s map matches any background (expected %s/<photo path without "
+                "extension>%s)",
+                folder,
+                kind,
+                folder,
+                "|".join(DEPTH_SUFFIXES if kind == "depth" else SEG_SUFFIXES),
+            )
+    return BackgroundSource(
+        kind="folder",
+        path=path,
+        names=tuple(p.relative_to(path).as_posix() for p in files),
+        depth=paired.get("depth", ()),
+        seg=paired.get("seg", ()),
+        depth_dir=map_dirs.get("depth"),
+        seg_dir=map_dirs.get("seg"),
+    )
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -102,57 +285,79 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
 class RenderedSample:
     """One rendered sample plus what happened while making it.
 
-    background: the file used (relative to the backgrounds folder) or ``"<default>"``.
-    failed_backgrounds: ``(file, error)`` for every background that could not be loaded.
-    error: set when the engine raised; the sample is then the bare background, no words.
+    background: the photo used (relative to the backgrounds folder), the dset image name, or
+    ``"<default>"``. failed_backgrounds: ``(label, error)`` for every background that could not
+    be loaded. error: set when the engine raised; the sample is then the bare background, no
+    words. has_depth, has_seg: whether the background came with a depth / seg map.
+    failed_maps: ``("depth:<background>" | "seg:<background>", error)`` for maps left out.
     """
 
     sample: Sample
     background: str
     failed_backgrounds: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
+    has_depth: bool = False
+    has_seg: bool = False
+    failed_maps: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _pick_background(
     rng: np.random.Generator,
-    backgrounds: Sequence[Path] | None,
-    root: Path | None,
+    source: BackgroundSource | None,
+    loader: BackgroundLoader | None,
     size: int,
-) -> tuple[Background, str, list[tuple[str, str]]]:
+) -> tuple[Background, str, list[tuple[str, str]], list[tuple[str, str]]]:
+    """(background, label, failed backgrounds, failed maps); see the module docstring."""
     from synthloc.synth import default_background
 
     failures: list[tuple[str, str]] = []
-    if backgrounds:
+    if source is not None and loader is not None and source.names:
         for _ in range(MAX_BACKGROUND_TRIES):
-            path = backgrounds[int(rng.integers(len(backgrounds)))]
-            label = path.relative_to(root).as_posix() if root is not None else str(path)
+            position = int(rng.integers(len(source.names)))
+            label = source.names[position]
             try:
-                return load_background(path, size), label, failures
+                background, map_errors = loader.load(position, size)
             except BackgroundError as exc:
                 failures.append((label, str(exc)))
-    return default_background(rng, size), DEFAULT_BACKGROUND, failures
+                continue
+            failed_maps = [(f"{kind}:{label}", msg) for kind, msg in sorted(map_errors.items())]
+            return background, label, failures, failed_maps
+    return default_background(rng, size), DEFAULT_BACKGROUND, failures, []
 
 
 def render_sample(
     seed: int,
     index: int,
     config: SynthConfig,
-    backgrounds: Sequence[Path] | None = None,
+    backgrounds: BackgroundSource | Sequence[Path] | None = None,
     root: Path | None = None,
     renderer: SceneRenderer | None = None,
+    loader: BackgroundLoader | None = None,
 ) -> RenderedSample:
     """Render sample ``index`` of ``seed`` (deterministic; see the module docstring).
 
-    backgrounds: sorted background files, or None for the procedural default; ``root`` is the
-    folder they are reported relative to. renderer: a :class:`SceneRenderer` for ``config`` to
-    reuse (caches only; the output does not depend on it). Unloadable backgrounds are skipped
-    (recorded in the result); an engine exception is caught and recorded, and the sample is the
-    background alone.
+    backgrounds: a :class:`BackgroundSource`, sorted background files (reported relative to
+    ``root``), or None for the procedural default. renderer: a :class:`SceneRenderer` for
+    ``config`` to reuse, loader: an open loader of ``backgrounds`` to reuse (both only save
+    work; the output does not depend on them). Unloadable backgrounds are skipped and
+    unusable maps left out (both recorded in the result); an engine exception is caught and
+    recorded, and the sample is the background alone.
     """
     from synthloc.synth import render_scene
 
+    source = (
+        backgrounds
+        if backgrounds is None or isinstance(backgrounds, BackgroundSource)
+        else BackgroundSource.from_files(backgrounds, root)
+    )
     rng = sample_rng(seed, index)
-    background, label, failures = _pick_background(rng, backgrounds, root, config.size)
+    # A loader given by the caller stays open for its next samples; otherwise one is opened
+    # just for this sample.
+    context = nullcontext(loader) if loader is not None else _loader(source)
+    with context as active:
+        background, label, failures, failed_maps = _pick_background(
+            rng, source, active, config.size
+        )
     name = sample_name(seed, index)
     try:
         sample = render_scene(background, config, rng, renderer)
@@ -163,7 +368,15 @@ def render_sample(
         )
         sample = Sample(image=background.image, word_quads=np.zeros((0, 4, 2)), words=[])
     sample.name = name
-    return RenderedSample(sample, label, failures, error)
+    return RenderedSample(
+        sample,
+        label,
+        failures,
+        error,
+        has_depth=background.depth is not None,
+        has_seg=background.seg is not None,
+        failed_maps=failed_maps,
+    )
 
 
 @dataclass(frozen=True)
@@ -172,8 +385,7 @@ class _Job:
 
     seed: int
     config: SynthConfig
-    backgrounds: tuple[Path, ...] | None
-    root: Path | None
+    backgrounds: BackgroundSource | None
     fmt: str
     image_format: str
     preview: int
@@ -191,10 +403,17 @@ class _Result:
     fallback: bool
     error: str | None
     preview_png: bytes | None
+    has_depth: bool = False
+    has_seg: bool = False
+    failed_maps: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _render_one(job: _Job, index: int, renderer: SceneRenderer) -> _Result:
-    rendered = render_sample(job.seed, index, job.config, job.backgrounds, job.root, renderer)
+def _render_one(
+    job: _Job, index: int, renderer: SceneRenderer, loader: BackgroundLoader | None
+) -> _Result:
+    rendered = render_sample(
+        job.seed, index, job.config, job.backgrounds, renderer=renderer, loader=loader
+    )
     sample = rendered.sample
     encoded = None
     if job.fmt in ("shards", "icdar"):
@@ -206,6 +425,9 @@ def _render_one(job: _Job, index: int, renderer: SceneRenderer) -> _Result:
             index=index,
             background=rendered.background,
             failed_backgrounds=[label for label, _ in rendered.failed_backgrounds],
+            has_depth=rendered.has_depth,
+            has_seg=rendered.has_seg,
+            failed_maps=[label for label, _ in rendered.failed_maps],
         )
     preview = encode_preview(sample) if index < job.preview else None
     return _Result(
@@ -214,18 +436,23 @@ def _render_one(job: _Job, index: int, renderer: SceneRenderer) -> _Result:
         sample=sample if job.fmt == "synthtext-h5" else None,
         words=len(sample.words),
         failed_backgrounds=rendered.failed_backgrounds,
-        fallback=bool(job.backgrounds) and rendered.background == DEFAULT_BACKGROUND,
+        fallback=job.backgrounds is not None and rendered.background == DEFAULT_BACKGROUND,
         error=rendered.error,
         preview_png=preview,
+        has_depth=rendered.has_depth,
+        has_seg=rendered.has_seg,
+        failed_maps=rendered.failed_maps,
     )
 
 
 def _render_batch(job: _Job, indices: list[int]) -> list[_Result]:
-    """A worker task: consecutive samples sharing one renderer (fonts, corpus, caches)."""
+    """A worker task: consecutive samples sharing one renderer (fonts, corpus, caches) and one
+    background loader (this process opens a dset.h5 itself)."""
     from synthloc.synth import SceneRenderer
 
     renderer = SceneRenderer(job.config)
-    return [_render_one(job, i, renderer) for i in indices]
+    with _loader(job.backgrounds) as loader:
+        return [_render_one(job, i, renderer, loader) for i in indices]
 
 
 def _init_worker() -> None:
@@ -254,6 +481,10 @@ class ShardStats:
     render_errors: int = 0
     bad_backgrounds: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    with_depth: int = 0
+    with_seg: int = 0
+    failed_maps: int = 0
+    bad_maps: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardStats:
@@ -277,6 +508,10 @@ class SynthReport:
     words: int
     render_errors: int
     seconds: float
+    with_depth: int = 0  # samples whose background had a depth map
+    with_seg: int = 0  # ... a segmentation map
+    failed_maps: int = 0  # depth/seg maps that could not be read (photo used without them)
+    bad_maps: dict[str, str] = field(default_factory=dict)  # "depth:<background>" -> error
 
     @property
     def written(self) -> int:
@@ -294,6 +529,10 @@ class SynthReport:
             f"({len(self.bad_backgrounds)} files), empty images {self.empty_images}, "
             f"words {self.words}, {self.images_per_second:.2f} images/s"
         )
+        if self.with_depth or self.with_seg:
+            text += f", with depth {self.with_depth}, with seg {self.with_seg}"
+        if self.failed_maps:
+            text += f", failed maps {self.failed_maps} ({len(self.bad_maps)} files)"
         if self.render_errors:
             text += f", render errors {self.render_errors}"
         return text
@@ -304,15 +543,56 @@ def _shard_layout(count: int, shard_size: int) -> list[tuple[int, int]]:
     return [(first, min(shard_size, count - first)) for first in range(0, count, shard_size)]
 
 
-def _background_identity(root: Path | None, files: Sequence[Path]) -> dict[str, Any]:
-    if root is None:
+def _list_sha256(lines: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def _background_identity(source: BackgroundSource | None) -> dict[str, Any]:
+    """What the manifest records of the backgrounds (a plain folder keeps the pre-maps form)."""
+    if source is None:
         return {"folder": None, "files": 0, "list_sha256": None}
-    listing = "\n".join(p.relative_to(root).as_posix() for p in files)
-    return {
-        "folder": str(root),
-        "files": len(files),
-        "list_sha256": hashlib.sha256(listing.encode("utf-8")).hexdigest(),
+    where = "folder" if source.kind == "folder" else "dset_h5"
+    identity: dict[str, Any] = {
+        where: str(source.path),
+        "files": len(source.names),
+        "list_sha256": _list_sha256(source.names),
     }
+    for kind, folder, maps in (
+        ("depth", source.depth_dir, source.depth),
+        ("seg", source.seg_dir, source.seg),
+    ):
+        if folder is not None:
+            pairs = [
+                f"{name}\t{m.relative_to(folder).as_posix()}"
+                for name, m in zip(source.names, maps)
+                if m is not None
+            ]
+            identity[kind] = {
+                "folder": str(folder),
+                "files": len(pairs),
+                "list_sha256": _list_sha256(pairs),
+            }
+    return identity
+
+
+def _background_signature(identity: dict[str, Any]) -> tuple[Any, ...]:
+    """The parts of a background identity that decide the output (not where folders are)."""
+    maps = [identity.get(kind) or {} for kind in ("depth", "seg")]
+    return (
+        "dset_h5" in identity,
+        identity.get("files"),
+        identity.get("list_sha256"),
+        *((m.get("files"), m.get("list_sha256")) for m in maps),
+    )
+
+
+def _describe_backgrounds(identity: dict[str, Any]) -> str:
+    text = f"{identity.get('files')} files from {identity.get('folder', identity.get('dset_h5'))}"
+    for kind in ("depth", "seg"):
+        maps = identity.get(kind)
+        if maps:
+            text += f" with {maps.get('files')} {kind} maps from {maps.get('folder')}"
+    return text
 
 
 # Settings that decide the bytes of the output; a resumed run must match all of them.
@@ -334,13 +614,10 @@ def _check_identity(manifest_path: Path, old: dict[str, Any], new: dict[str, Any
         problems = [p for p in problems if not p.startswith("config:")]
         problems.append(f"config fields differ: {', '.join(diff)}")
     old_bg, new_bg = old.get("backgrounds") or {}, new["backgrounds"]
-    if (old_bg.get("files"), old_bg.get("list_sha256")) != (
-        new_bg["files"],
-        new_bg["list_sha256"],
-    ):
+    if _background_signature(old_bg) != _background_signature(new_bg):
         problems.append(
-            f"backgrounds: existing {old_bg.get('files')} files from {old_bg.get('folder')}, "
-            f"requested {new_bg['files']} files from {new_bg['folder']}"
+            f"backgrounds: existing {_describe_backgrounds(old_bg)}, "
+            f"requested {_describe_backgrounds(new_bg)}"
         )
     if problems:
         raise SynthError(
@@ -456,8 +733,10 @@ def _load_completed(
 
 def _totals(shards: list[ShardStats]) -> dict[str, Any]:
     bad: dict[str, str] = {}
+    bad_maps: dict[str, str] = {}
     for s in shards:
         bad.update(s.bad_backgrounds)
+        bad_maps.update(s.bad_maps)
     return {
         "written": sum(s.samples for s in shards),
         "failed_backgrounds": sum(s.failed_backgrounds for s in shards),
@@ -466,6 +745,10 @@ def _totals(shards: list[ShardStats]) -> dict[str, Any]:
         "words": sum(s.words for s in shards),
         "render_errors": sum(s.render_errors for s in shards),
         "bad_backgrounds": dict(sorted(bad.items())),
+        "with_depth": sum(s.with_depth for s in shards),
+        "with_seg": sum(s.with_seg for s in shards),
+        "failed_maps": sum(s.failed_maps for s in shards),
+        "bad_maps": dict(sorted(bad_maps.items())),
     }
 
 
@@ -478,6 +761,11 @@ def _shard_stats(index: int, first: int, results: list[_Result], file: str | Non
         stats.fallback_backgrounds += int(r.fallback)
         for label, message in r.failed_backgrounds:
             stats.bad_backgrounds.setdefault(label, message)
+        stats.with_depth += int(r.has_depth)
+        stats.with_seg += int(r.has_seg)
+        stats.failed_maps += len(r.failed_maps)
+        for label, message in r.failed_maps:
+            stats.bad_maps.setdefault(label, message)
         if r.error is not None:
             stats.render_errors += 1
             if len(stats.errors) < MAX_RECORDED_ERRORS:
@@ -486,11 +774,15 @@ def _shard_stats(index: int, first: int, results: list[_Result], file: str | Non
 
 
 def _report_problems(result: _Result, warned: set[str]) -> None:
-    """Log each unusable background once per run, and every engine error."""
+    """Log each unusable background or map once per run, and every engine error."""
     for label, message in result.failed_backgrounds:
         if label not in warned:
             warned.add(label)
             logger.warning("skipped background: %s", message)
+    for label, message in result.failed_maps:
+        if label not in warned:
+            warned.add(label)
+            logger.warning("background used without its map: %s", message)
     if result.error is not None:
         logger.warning("render error, image kept without text: %s", result.error)
 
@@ -510,8 +802,9 @@ def _iter_results(job: _Job, batches: list[list[int]], workers: int) -> Iterator
         from synthloc.synth import SceneRenderer
 
         renderer = SceneRenderer(job.config)
-        for batch in batches:
-            yield [_render_one(job, i, renderer) for i in batch]
+        with _loader(job.backgrounds) as loader:
+            for batch in batches:
+                yield [_render_one(job, i, renderer, loader) for i in batch]
         return
     # spawn: safe with threads already running in the parent (OpenCV, torch) on every platform.
     context = multiprocessing.get_context("spawn")
@@ -532,20 +825,6 @@ def _check_arguments(
             f"(got count={count}, seed={seed}, workers={workers}, shard_size={shard_size}, "
             f"preview={preview})"
         )
-
-
-def _list_backgrounds(backgrounds: Path | None) -> tuple[Path | None, list[Path]]:
-    """(resolved folder, sorted files), or (None, []) for the procedural default."""
-    if backgrounds is None:
-        return None, []
-    root = Path(backgrounds).resolve()
-    try:
-        files = list_backgrounds(root)
-    except BackgroundError as exc:
-        raise SynthError(f"backgrounds: {exc}") from exc
-    if not files:
-        raise SynthError(f"{root}: no background images (jpg, png, webp, bmp) in this folder")
-    return root, files
 
 
 def _open_output(out: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
@@ -579,15 +858,20 @@ def synthesize(
     shard_size: int = 100,
     progress: bool = True,
     image_format: str = "jpg",
+    depth: Path | None = None,
+    seg: Path | None = None,
 ) -> SynthReport:
     """Render samples ``0 .. count-1`` of ``seed`` into ``out`` (resumable; see module doc).
 
-    backgrounds: a folder of photos (searched recursively) or None for the procedural default.
+    backgrounds: a folder of photos (searched recursively), a SynthText ``dset.h5`` file, or
+    None for the procedural default. depth, seg: folders of maps paired with the photos by
+    relative path without extension (see the module docstring); folder backgrounds only.
     workers: processes (1 renders in this process). fmt: ``shards``, ``icdar`` or
     ``synthtext-h5``. preview: how many of the first samples also get ``preview/<name>.png``
     with word (green) and character (red) quads drawn. image_format: ``jpg`` (quality 95) or
     ``png`` for shards and icdar images. Raises :class:`SynthError` for bad arguments, an empty
-    or missing backgrounds folder, or an ``out`` folder holding a different run.
+    or missing backgrounds folder or dset.h5, a bad map folder, or an ``out`` folder holding a
+    different run.
 
     With ``workers > 1`` the pool uses the ``spawn`` start method, so a script calling this
     must guard its entry point with ``if __name__ == "__main__":``.
@@ -595,7 +879,7 @@ def synthesize(
     config = config if config is not None else SynthConfig()
     out = Path(out)
     _check_arguments(count, seed, workers, fmt, preview, shard_size, image_format)
-    root, files = _list_backgrounds(backgrounds)
+    source = background_source(backgrounds, depth, seg)
     identity: dict[str, Any] = {
         "seed": seed,
         "count": count,
@@ -603,7 +887,7 @@ def synthesize(
         "image_format": image_format,
         "shard_size": shard_size,
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
-        "backgrounds": _background_identity(root, files),
+        "backgrounds": _background_identity(source),
     }
     old_manifest = _open_output(out, identity)
 
@@ -626,8 +910,7 @@ def synthesize(
     job = _Job(
         seed=seed,
         config=config,
-        backgrounds=tuple(files) if root is not None else None,
-        root=root,
+        backgrounds=source,
         fmt=fmt,
         image_format=image_format,
         preview=preview,
@@ -689,6 +972,10 @@ def synthesize(
         words=totals["words"],
         render_errors=totals["render_errors"],
         seconds=render_seconds,
+        with_depth=totals["with_depth"],
+        with_seg=totals["with_seg"],
+        failed_maps=totals["failed_maps"],
+        bad_maps=totals["bad_maps"],
     )
 
 
@@ -712,16 +999,19 @@ def _write_missing_previews(out: Path, job: _Job, preview: int) -> None:
     for index in range(preview):
         path = out / "preview" / f"{sample_name(job.seed, index)}.png"
         if not path.exists():
-            rendered = render_sample(job.seed, index, job.config, job.backgrounds, job.root)
+            rendered = render_sample(job.seed, index, job.config, job.backgrounds)
             write_bytes_atomic(path, encode_preview(rendered.sample))
 
 
 __all__ = [
     "FORMATS",
+    "BackgroundLoader",
+    "BackgroundSource",
     "RenderedSample",
     "ShardStats",
     "SynthError",
     "SynthReport",
+    "background_source",
     "render_sample",
     "sample_name",
     "sample_rng",
