@@ -1,0 +1,220 @@
+"""The training loop: overfitting proves targets, loss and decoding agree; exact resume;
+non-finite losses stop the run; the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from synthloc.cli import main
+from synthloc.model import load_model
+from synthloc.train import NonFiniteLossError, fit, load_checkpoint, lr_factor
+from synthloc.train_config import ScheduleConfig, TrainConfig, load_config
+
+LETTERS = list("ABCDEFGHKLMNPRSTUVWXYZ")
+
+
+def set_test_threads() -> None:
+    """2 torch threads (the CI machine's cores); SYNTHLOC_TEST_THREADS overrides it on a
+    shared, oversubscribed machine where one thread per process is much faster."""
+    torch.set_num_threads(int(os.environ.get("SYNTHLOC_TEST_THREADS", "2")))
+
+
+def write_text_folder(folder: Path, count: int, seed: int, size: int) -> Path:
+    """``count`` noisy ``size`` x ``size`` images with 1-3 printed words each, ICDAR layout.
+
+    Words are drawn with cv2.putText in separate horizontal bands; their quads are the text
+    extents (axis-aligned, clockwise from top-left).
+    """
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "gt").mkdir(exist_ok=True)
+    band = size // 4
+    font_scale = size / 192
+    for i in range(count):
+        colour = rng.integers(40, 215, size=3)
+        noise = rng.normal(0, 12, (size, size, 3))
+        image = np.clip(colour + noise, 0, 255).astype(np.uint8)
+        lines = []
+        for row in rng.permutation(4)[: int(rng.integers(1, 4))]:
+            text = "".join(rng.choice(LETTERS, size=int(rng.integers(3, 7))))
+            scale = float(rng.uniform(0.9, 1.4)) * font_scale
+            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+            x0 = int(rng.integers(4, max(5, size - tw - 4)))
+            y0 = int(row * band + (band - th) // 2 + th)
+            ink = tuple(int(255 - c) for c in colour)
+            cv2.putText(image, text, (x0, y0), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 2, cv2.LINE_AA)
+            x1, top, bottom = x0 + tw + 1, y0 - th - 1, y0 + 2
+            lines.append(f"{x0 - 1},{top},{x1},{top},{x1},{bottom},{x0 - 1},{bottom},{text}")
+        cv2.imwrite(str(folder / "images" / f"img_{i}.png"), image)
+        (folder / "gt" / f"gt_img_{i}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+NO_PHOTOMETRIC = [
+    "data.augment.brightness=0",
+    "data.augment.contrast=0",
+    "data.augment.saturation=0",
+    "data.augment.hue_deg=0",
+    "data.augment.grayscale_prob=0",
+    "data.augment.blur_prob=0",
+    "data.augment.noise_std=0",
+]
+
+
+def tiny_config(folder: Path, steps: int, extra: list[str]) -> TrainConfig:
+    """A seconds-long run on an ICDAR folder of small images (no synthetic validation)."""
+    return load_config(
+        None,
+        [
+            f"steps={steps}",
+            "batch_size=2",
+            "data.workers=0",
+            f"data.sources=[{{kind: icdar, path: '{folder}'}}]",
+            "data.augment.size=64",
+            "model.width=0.25",
+            "val.synth_count=0",
+            "val.every=0",
+            "schedule.warmup_steps=3",
+            "log_every=5",
+            *extra,
+        ],
+    )
+
+
+def test_overfit_sixteen_images_reaches_f90(tmp_path: Path) -> None:
+    """fcrn-lite (width 0.5) memorises 16 images of printed words: ic15 F >= 0.9 on them."""
+    set_test_threads()
+    folder = write_text_folder(tmp_path / "data", count=16, seed=0, size=192)
+    config = load_config(
+        None,
+        [
+            "steps=100",
+            "batch_size=8",
+            "data.workers=0",
+            f"data.sources=[{{kind: icdar, path: '{folder}'}}]",
+            "data.augment.size=null",
+            "data.augment.max_side=192",
+            *NO_PHOTOMETRIC,
+            "model.width=0.5",
+            "loss.curriculum=false",
+            "optim.name=adamw",
+            "optim.lr=0.01",
+            "optim.weight_decay=0",
+            "schedule.warmup_steps=15",
+            "val.synth_count=0",
+            f"val.icdar=['{folder}']",
+            "val.icdar_max_side=192",
+            "val.every=0",
+            "checkpoint_every=1000",
+        ],
+    )
+    result = fit(config, tmp_path / "run", progress=False)
+    assert result.step == 100
+    assert result.last_validation["data/hmean"] >= 0.9, result.last_validation
+    # The exported model file reproduces the same detector.
+    assert result.model_path is not None
+    reloaded = load_model(result.model_path)
+    model = result.model
+    assert model is not None
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, reloaded.state_dict()[name])
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
+    set_test_threads()
+    folder = write_text_folder(tmp_path / "data", count=6, seed=1, size=96)
+    extra = [
+        "accum_steps=2",
+        "ema_decay=0.9",
+        "model.dropout=0.1",
+        "loss.neg_sample_fraction=0.5",
+        "optim.name=sgd",
+        "optim.lr=0.02",
+        "checkpoint_every=5",
+    ]
+    fit(tiny_config(folder, 20, extra), tmp_path / "straight", progress=False)
+    first = fit(tiny_config(folder, 20, extra), tmp_path / "split", stop_at_step=10, progress=False)
+    assert first.step == 10 and first.model_path is None
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 10
+    second = fit(tiny_config(folder, 20, extra), tmp_path / "split", resume=True, progress=False)
+    assert second.step == 20
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert a["step"] == b["step"] == 20
+    for part in ("model", "ema"):
+        for name, value in a[part].items():
+            torch.testing.assert_close(b[part][name], value, rtol=1e-5, atol=1e-6)
+    moments_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
+    moments_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
+    for x, y in zip(moments_a, moments_b, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    assert a["neg_weight"] == b["neg_weight"] == pytest.approx(0.01 * 1.05 ** (20 / 100))
+    # A different model config cannot resume this run.
+    with pytest.raises(ValueError, match="model"):
+        fit(tiny_config(folder, 30, [*extra, "model.width=0.5"]), tmp_path / "split", resume=True)
+
+
+def test_nonfinite_losses_skip_steps_then_stop_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the third forward pass on, the input is NaN: two good steps, then skipped ones."""
+    import synthloc.model
+
+    set_test_threads()
+    folder = write_text_folder(tmp_path / "data", count=4, seed=2, size=64)
+    real_preprocess = synthloc.model.preprocess
+    calls = []
+
+    def poisoned(images: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        out = real_preprocess(images)
+        return out * float("nan") if len(calls) > 2 else out
+
+    monkeypatch.setattr(synthloc.model, "preprocess", poisoned)
+    config = tiny_config(folder, 40, ["max_nonfinite=3", "checkpoint_every=1"])
+    with pytest.raises(NonFiniteLossError, match="3 steps in a row"):
+        fit(config, tmp_path / "run", progress=False)
+    after_two = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert after_two["step"] == 4 and after_two["nonfinite_total"] == 2
+    # Skipped steps changed nothing: weights and BatchNorm statistics are finite.
+    assert all(
+        torch.isfinite(v).all() for v in after_two["model"].values() if v.is_floating_point()
+    )
+
+
+def test_lr_schedules() -> None:
+    cosine = ScheduleConfig(kind="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cosine, 110) == pytest.approx(0.1)
+    assert lr_factor(9, cosine, 110) == pytest.approx(1.0)
+    assert lr_factor(60, cosine, 110) == pytest.approx(0.55)
+    assert lr_factor(110, cosine, 110) == pytest.approx(0.1)
+    step = ScheduleConfig(kind="step", warmup_steps=0, milestones=[5, 8], gamma=0.5)
+    assert [lr_factor(s, step, 10) for s in (0, 5, 8)] == [1.0, 0.5, 0.25]
+
+
+def test_cli_trains_resumes_and_writes_the_run(tmp_path: Path) -> None:
+    set_test_threads()
+    folder = write_text_folder(tmp_path / "data", count=4, seed=3, size=96)
+    out = tmp_path / "run"
+    common = ["--no-progress", "--set", "model.width=0.25", "--set", "data.augment.size=64"]
+    args = [
+        "train", "--out", str(out), "--icdar", str(folder), "--val-icdar", str(folder),
+        "--steps", "2", "--batch-size", "2", "--workers", "1", "--set", "val.synth_count=0",
+        *common,
+    ]  # fmt: skip
+    assert main(args) == 0
+    for name in ("config.yaml", "last.pt", "best.pt", "best_model.pt", "model.pt"):
+        assert (out / name).is_file(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {row["kind"] for row in rows} == {"train", "val"}
+    assert "data/hmean" in rows[-1] and (out / "metrics.csv").read_text().startswith("step,")
+    assert main(["train", "--out", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0
+    assert load_checkpoint(out / "last.pt")["step"] == 3
+    assert main(["train", "--out", str(tmp_path / "bad"), "--set", "optim.lr=fast"]) == 2
