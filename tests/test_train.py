@@ -218,3 +218,23 @@ def test_cli_trains_resumes_and_writes_the_run(tmp_path: Path) -> None:
     assert main(["train", "--out", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0
     assert load_checkpoint(out / "last.pt")["step"] == 3
     assert main(["train", "--out", str(tmp_path / "bad"), "--set", "optim.lr=fast"]) == 2
+
+
+def test_init_starts_a_run_from_a_model_file(tmp_path: Path) -> None:
+    """init= loads an earlier run's weights (fine-tuning); a mismatched architecture is refused."""
+    set_test_threads()
+    folder = write_text_folder(tmp_path / "data", count=2, seed=3, size=96)
+    first = fit(tiny_config(folder, 2, []), tmp_path / "first", progress=False)
+    assert first.model_path is not None
+    source = load_model(first.model_path).state_dict()
+
+    config = tiny_config(folder, 0, [f"init='{first.model_path}'"])
+    from synthloc.train import DistContext, Trainer
+
+    trainer = Trainer(config, tmp_path / "second", DistContext())
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value.cpu(), source[name]), name
+
+    wrong = tiny_config(folder, 0, [f"init='{first.model_path}'", "model.width=0.5"])
+    with pytest.raises(ValueError, match="differs"):
+        Trainer(wrong, tmp_path / "third", DistContext())

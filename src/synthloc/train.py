@@ -582,6 +582,21 @@ def _fit(
     return trainer.run(final, progress)
 
 
+def _init_weights(path: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """State dict of the model file ``path``, checked against the run's architecture."""
+    from synthloc.model import load_model
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: init model file not found")
+    source = load_model(path)
+    source_config = getattr(source, "config", None)
+    if source_config != config.model:
+        raise ValueError(
+            f"{path}: its model config {source_config} differs from the run's {config.model}"
+        )
+    return source.state_dict()
+
+
 class Trainer:
     """One training run's state (model, optimiser, schedule, EMA, counters) and its loop.
 
@@ -597,7 +612,10 @@ class Trainer:
         self.dist = dist_ctx
         self.device = resolve_device(config.device, dist_ctx)
         torch.manual_seed(_seed_int(config.seed, _INIT_TAG))
-        self.model = build_model(config.model).to(self.device)
+        self.model = build_model(config.model)
+        if config.init:
+            self.model.load_state_dict(_init_weights(Path(config.init), config))
+        self.model.to(self.device)
         self.memory_format = (
             torch.channels_last if config.channels_last else torch.contiguous_format
         )

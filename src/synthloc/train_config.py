@@ -136,6 +136,8 @@ class TrainConfig:
     """A whole training run (steps count optimiser updates; batch_size is per rank and per
     micro-batch, so one update sees ``batch_size * accum_steps * world_size`` images).
 
+    init: a model file (``model.pt`` of an earlier run) whose weights start a new run, for
+    fine-tuning; its architecture must match ``model``. "" = random initialisation.
     amp: float16 autocast + grad scaling, CUDA only. channels_last: NHWC memory format for
     the model and batches (faster depthwise convolutions on CPU; see
     benchmarks/train_speed.py).
@@ -143,6 +145,7 @@ class TrainConfig:
 
     seed: int = 0
     steps: int = 100_000
+    init: str = ""
     batch_size: int = 16
     accum_steps: int = 1
     device: str = "auto"
