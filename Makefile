@@ -12,7 +12,7 @@ FONT_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-cr
 	fonts-open-sans fonts-roboto-unhinted fonts-lato fonts-urw-base35 fonts-texgyre \
 	fonts-crosextra-carlito fonts-crosextra-caladea fonts-cantarell fonts-freefont-ttf
 
-.PHONY: setup demo test lint typecheck unit fonts clean
+.PHONY: setup demo test lint typecheck unit fonts bench clean
 
 setup: $(STAMP) $(FONTS_STAMP)
 
@@ -54,6 +54,13 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: setup lint typecheck unit
+
+# The README's results table. RapidOCR (the speed baseline) is installed without its
+# dependencies because it asks for opencv-python, which would clash with the headless build.
+bench: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps rapidocr-onnxruntime
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pyclipper six
+	$(BIN)/python benchmarks/report.py --readme
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
