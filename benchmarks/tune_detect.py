@@ -1,0 +1,72 @@
+"""Choose a trained model's default detection settings on a synthetic validation set.
+
+Usage: python benchmarks/tune_detect.py --model runs/x/model.pt [--write shipped.pt]
+
+Renders ``--count`` images with the validation seed (the training config's ``val.synth_seed``,
+never a training or test seed), scores every combination of ``--scales`` sets and
+``--thresholds`` with the ICDAR 2015 protocol, prints the grid, and with ``--write`` saves the
+model again with the best combination in ``extra["detect"]``, which ``Detector.load`` and
+``synthloc detect`` use as their defaults. Real photos are never used here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from accuracy import make_synthetic_set, score_folder
+
+from synthloc.detect import Detector
+from synthloc.model import load_model_with_extra, save_model
+
+VALIDATION_SEED = 987_654_321
+SCALE_SETS = ("1024", "768", "1280", "512,1024", "768,1280", "512,1024,1536")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--count", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=VALIDATION_SEED)
+    parser.add_argument("--scales", nargs="+", default=list(SCALE_SETS), help="e.g. 512,1024")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
+    parser.add_argument("--nms-iou", type=float, default=0.3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write", type=Path, default=None, help="save the tuned model here")
+    args = parser.parse_args()
+
+    best: tuple[float, dict[str, object]] | None = None
+    with tempfile.TemporaryDirectory(prefix="synthloc-tune-") as tmp:
+        folder = make_synthetic_set(Path(tmp) / "val", args.count, args.seed)
+        for scale_text in args.scales:
+            scales = [float(s) for s in scale_text.split(",")]
+            for threshold in args.thresholds:
+                detector = Detector.load(
+                    args.model,
+                    scales=scales,
+                    threshold=threshold,
+                    nms_iou=args.nms_iou,
+                    num_threads=args.threads,
+                )
+                figures = score_folder(detector, folder)
+                print(
+                    f"scales={scales} threshold={threshold:.2f}: P={figures['precision']:.3f} "
+                    f"R={figures['recall']:.3f} F={figures['hmean']:.3f}",
+                    flush=True,
+                )
+                choice = {"scales": scales, "threshold": threshold, "nms_iou": args.nms_iou}
+                if best is None or figures["hmean"] > best[0]:
+                    best = (figures["hmean"], choice)
+    assert best is not None
+    print(f"best: F={best[0]:.3f} with {json.dumps(best[1])}")
+    if args.write is not None:
+        model, extra = load_model_with_extra(args.model)
+        extra = {**extra, "detect": best[1], "detect_tuned_on": f"synthetic seed {args.seed}"}
+        save_model(args.write, model, extra)
+        print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()
