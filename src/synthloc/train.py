@@ -257,7 +257,9 @@ def lr_factor(step: int, schedule: ScheduleConfig, total_steps: int) -> float:
 
 
 class ModelEMA:
-    """Exponential moving average of a model's weights (buffers are copied, not averaged)."""
+    """Exponential moving average of a model's floating-point weights and buffers (BatchNorm
+    statistics included); integer buffers are copied. No bias correction: early in a run the
+    average still leans towards the initial weights."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = float(decay)
