@@ -148,9 +148,10 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
     a = load_checkpoint(tmp_path / "straight" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "last.pt")
     assert a["step"] == b["step"] == 20
-    for part in ("model", "ema"):
-        for name, value in a[part].items():
-            torch.testing.assert_close(b[part][name], value, rtol=1e-5, atol=1e-6)
+    assert a["ema"]["updates"] == b["ema"]["updates"] == 20
+    for sa, sb in ((a["model"], b["model"]), (a["ema"]["module"], b["ema"]["module"])):
+        for name, value in sa.items():
+            torch.testing.assert_close(sb[name], value, rtol=1e-5, atol=1e-6)
     moments_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
     moments_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
     for x, y in zip(moments_a, moments_b, strict=True):
@@ -218,6 +219,24 @@ def test_cli_trains_resumes_and_writes_the_run(tmp_path: Path) -> None:
     assert main(["train", "--out", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0
     assert load_checkpoint(out / "last.pt")["step"] == 3
     assert main(["train", "--out", str(tmp_path / "bad"), "--set", "optim.lr=fast"]) == 2
+
+
+def test_ema_decay_warms_up() -> None:
+    """The EMA's decay starts near 0.1 and reaches the configured value; step 0 copies."""
+    from synthloc.train import ModelEMA
+
+    model = torch.nn.Linear(2, 1)
+    ema = ModelEMA(model, 0.999)
+    assert ema.current_decay() == pytest.approx(0.1)
+    initial = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    # decay 0.1 at the first update: 0.1 of the old weights, 0.9 of the new ones.
+    torch.testing.assert_close(ema.module.weight, 0.1 * initial + 0.9)
+    assert ema.current_decay() == pytest.approx(2 / 11)
+    ema.updates = 100_000
+    assert ema.current_decay() == pytest.approx(0.999)
 
 
 def test_init_starts_a_run_from_a_model_file(tmp_path: Path) -> None:
