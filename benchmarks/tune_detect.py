@@ -1,6 +1,7 @@
 """Choose a trained model's default detection settings on a synthetic validation set.
 
 Usage: python benchmarks/tune_detect.py --model runs/x/model.pt [--write shipped.pt]
+       python benchmarks/tune_detect.py --checkpoint runs/x/last.pt --weights raw --write m.pt
 
 Renders ``--count`` images with the validation seed (the training config's ``val.synth_seed``,
 never a training or test seed), scores every combination of ``--scales`` sets and
@@ -20,6 +21,7 @@ from accuracy import make_synthetic_set, score_folder
 
 from synthloc.detect import Detector
 from synthloc.model import load_model_with_extra, save_model
+from synthloc.train import load_checkpoint, model_from_checkpoint
 
 VALIDATION_SEED = 987_654_321
 SCALE_SETS = ("1024", "768", "1280", "512,1024", "768,1280", "512,1024,1536")
@@ -27,7 +29,10 @@ SCALE_SETS = ("1024", "768", "1280", "512,1024", "768,1280", "512,1024,1536")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="model file (model.pt of a run)")
+    source.add_argument("--checkpoint", type=Path, help="training checkpoint (last.pt)")
+    parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help="of --checkpoint")
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--seed", type=int, default=VALIDATION_SEED)
     parser.add_argument("--scales", nargs="+", default=list(SCALE_SETS), help="e.g. 512,1024")
@@ -39,6 +44,13 @@ def main() -> None:
 
     best: tuple[float, dict[str, object]] | None = None
     with tempfile.TemporaryDirectory(prefix="synthloc-tune-") as tmp:
+        extra: dict[str, object] = {}
+        if args.checkpoint is not None:
+            model = model_from_checkpoint(args.checkpoint, args.weights)
+            step = int(load_checkpoint(args.checkpoint)["step"])
+            extra = {"step": step, "weights": f"{args.weights} weights of {args.checkpoint.name}"}
+            args.model = Path(tmp) / "model.pt"
+            save_model(args.model, model, extra)
         folder = make_synthetic_set(Path(tmp) / "val", args.count, args.seed)
         for scale_text in args.scales:
             scales = [float(s) for s in scale_text.split(",")]
@@ -59,13 +71,13 @@ def main() -> None:
                 choice = {"scales": scales, "threshold": threshold, "nms_iou": args.nms_iou}
                 if best is None or figures["hmean"] > best[0]:
                     best = (figures["hmean"], choice)
-    assert best is not None
-    print(f"best: F={best[0]:.3f} with {json.dumps(best[1])}")
-    if args.write is not None:
-        model, extra = load_model_with_extra(args.model)
-        extra = {**extra, "detect": best[1], "detect_tuned_on": f"synthetic seed {args.seed}"}
-        save_model(args.write, model, extra)
-        print(f"wrote {args.write}")
+        assert best is not None
+        print(f"best: F={best[0]:.3f} with {json.dumps(best[1])}")
+        if args.write is not None:
+            tuned, extra = load_model_with_extra(args.model)
+            extra = {**extra, "detect": best[1], "detect_tuned_on": f"synthetic seed {args.seed}"}
+            save_model(args.write, tuned, extra)
+            print(f"wrote {args.write}")
 
 
 if __name__ == "__main__":

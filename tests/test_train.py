@@ -246,6 +246,14 @@ def test_init_starts_a_run_from_a_model_file(tmp_path: Path) -> None:
     first = fit(tiny_config(folder, 2, []), tmp_path / "first", progress=False)
     assert first.model_path is not None
     source = load_model(first.model_path).state_dict()
+    # Without EMA the run's model file holds its raw weights, as the checkpoint does.
+    from synthloc.train import model_from_checkpoint
+
+    raw = model_from_checkpoint(tmp_path / "first" / "last.pt", "raw").state_dict()
+    for name, value in source.items():
+        assert torch.equal(raw[name], value), name
+    with pytest.raises(ValueError, match="no EMA"):
+        model_from_checkpoint(tmp_path / "first" / "last.pt", "ema")
 
     config = tiny_config(folder, 0, [f"init='{first.model_path}'"])
     from synthloc.train import DistContext, Trainer

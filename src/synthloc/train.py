@@ -332,6 +332,30 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
+def model_from_checkpoint(path: str | os.PathLike[str], weights: str = "ema") -> nn.Module:
+    """The model of a training checkpoint in eval mode: its EMA weights or its raw weights.
+
+    weights: "ema" (the run's moving average; raises if the run kept none) or "raw" (the
+    optimiser's current weights). Save it with :func:`synthloc.model.save_model`.
+    """
+    from synthloc.model import build_model
+
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    checkpoint = load_checkpoint(path)
+    config = config_from_dict(TrainConfig, checkpoint["config"])
+    model = build_model(config.model)
+    if weights == "raw":
+        state = checkpoint["model"]
+    else:
+        ema = checkpoint.get("ema")
+        if ema is None:
+            raise ValueError(f"{path}: this run kept no EMA weights; use weights='raw'")
+        state = ema["module"] if "module" in ema and "updates" in ema else ema
+    model.load_state_dict(state)
+    return model.eval()
+
+
 # --------------------------------------------------------------------------- validation
 
 
