@@ -7,7 +7,9 @@ Usage: python benchmarks/accuracy.py [--model M] [--json results.json]
   present, else on the procedural default;
 * real: an ICDAR-format folder (default ../shared/data/real/icdar2015_dev when present).
 
-Each set is scored single scale (``--single``) and multi-scale (``--multi``). Prints one line
+Each set is scored single scale (``--single``; default: the model's own recommended scales
+and threshold, which benchmarks/tune_detect.py chose on synthetic validation data) and
+multi-scale (``--multi``). Prints one line
 per (set, scales) with precision, recall, F and images/s, and writes them as JSON on request.
 """
 
@@ -29,8 +31,7 @@ from synthloc.synth.runner import synthesize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYNTHETIC_TEST_SEED = 20161123  # never used for training data
-SINGLE_SCALE = (1024.0,)
-MULTI_SCALE = (768.0, 1024.0, 1536.0)
+MULTI_SCALE = (640.0, 1280.0, 1920.0)
 
 
 def make_synthetic_set(out: Path, count: int, seed: int, size: int = 512) -> Path:
@@ -83,7 +84,7 @@ def main() -> None:
     parser.add_argument("--synthetic-seed", type=int, default=SYNTHETIC_TEST_SEED)
     parser.add_argument("--synthetic-dir", type=Path, default=None, help="keep the set here")
     parser.add_argument("--icdar", type=Path, default=SHARED / "real" / "icdar2015_dev")
-    parser.add_argument("--single", type=float, nargs="+", default=list(SINGLE_SCALE))
+    parser.add_argument("--single", type=float, nargs="+", default=None)
     parser.add_argument("--multi", type=float, nargs="+", default=list(MULTI_SCALE))
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
@@ -103,10 +104,12 @@ def main() -> None:
             )
             for set_name, folder in sets.items():
                 figures = score_folder(detector, folder)
-                figures["scales"] = list(scales)  # type: ignore[assignment]
+                figures["scales"] = list(detector.scales)  # type: ignore[assignment]
+                figures["threshold"] = detector.threshold
                 results[f"{set_name}/{scales_name}"] = figures
                 print(
-                    f"{set_name:14s} {scales_name:6s} scales={scales} images={figures['images']} "
+                    f"{set_name:14s} {scales_name:6s} scales={detector.scales} "
+                    f"threshold={detector.threshold} images={figures['images']} "
                     f"P={figures['precision']:.3f} R={figures['recall']:.3f} "
                     f"F={figures['hmean']:.3f} ({figures['images_per_s']:.2f} images/s)"
                 )

@@ -17,6 +17,7 @@ bound) and each source's data pipeline alone (data bound).  Medians over timed s
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -133,7 +134,9 @@ def main() -> None:
     parser.add_argument("--backgrounds", type=Path, help="backgrounds for on-the-fly synthesis")
     parser.add_argument("--skip-synth", action="store_true", help="only measure shards")
     parser.add_argument("--no-channels-last", action="store_true", help="NCHW model and batches")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
+    figures: dict[str, dict[str, float]] = {}
     torch.set_num_threads(args.threads)
     backgrounds = args.backgrounds or (SHARED_BACKGROUNDS if SHARED_BACKGROUNDS.is_dir() else None)
 
@@ -142,7 +145,9 @@ def main() -> None:
         f"threads, {args.workers} loader workers, median of {args.steps} steps"
     )
     base = _config("synth", str(backgrounds or ""), args)
-    print(f"model step only (fixed batch):  {_time_compute(base, args):6.1f} images/s")
+    compute_rate = _time_compute(base, args)
+    figures["model_step"] = {"images_per_s": compute_rate}
+    print(f"model step only (fixed batch):  {compute_rate:6.1f} images/s")
     with tempfile.TemporaryDirectory() as tmp:
         shards = args.shards
         if shards is None:
@@ -152,12 +157,16 @@ def main() -> None:
             elapsed = time.perf_counter() - start
             print(f"(rendered {args.shard_count} shard samples in {elapsed:.0f} s, 2 processes)")
         train_rate, data_rate = _time_training(_config("shards", str(shards), args), args)
+        figures["shards"] = {"images_per_s": train_rate, "data_images_per_s": data_rate}
         print(f"from shards:          training {train_rate:6.1f} images/s", end="")
         print(f"   data alone {data_rate:6.1f}")
     if not args.skip_synth:
         train_rate, data_rate = _time_training(base, args)
+        figures["synth"] = {"images_per_s": train_rate, "data_images_per_s": data_rate}
         print(f"on-the-fly synthesis: training {train_rate:6.1f} images/s", end="")
         print(f"   data alone {data_rate:6.1f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
