@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from synthloc.atomic import write_bytes_atomic
 from synthloc.data.icdar import IcdarGT, read_icdar_gt
 
 
@@ -50,12 +51,6 @@ def _contact_sheet(tiles: list[np.ndarray], columns: int, tile_size: int) -> np.
         y0, x0 = r * tile_size, c * tile_size
         sheet[y0 : y0 + resized.shape[0], x0 : x0 + resized.shape[1]] = resized
     return sheet
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def run_demo(
@@ -114,7 +109,7 @@ def run_demo(
     ok, encoded = cv2.imencode(".png", sheet)
     if not ok:
         raise RuntimeError(f"{sheet_path}: could not encode the contact sheet")
-    _atomic_write_bytes(sheet_path, encoded.tobytes())
+    write_bytes_atomic(sheet_path, encoded.tobytes())
 
     seconds = time.perf_counter() - start
     metrics = {
@@ -125,7 +120,7 @@ def run_demo(
         "seconds": round(seconds, 2),
         "seed": seed,
     }
-    _atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_bytes_atomic(out / "metrics.json", json.dumps(metrics, indent=2).encode())
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>synthloc demo</title></head>
 <body style="font-family: sans-serif">
@@ -141,7 +136,7 @@ the shipped model, scored with the ICDAR 2015 protocol.</p>
 </body></html>
 """
     report = out / "report.html"
-    _atomic_write_bytes(report, page.encode())
+    write_bytes_atomic(report, page.encode())
     return DemoResult(
         report_html=report,
         contact_sheet=sheet_path,

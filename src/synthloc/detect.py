@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthloc.atomic import write_bytes_atomic
 from synthloc.data.icdar import natural_key, write_icdar_results
 from synthloc.model import decode_predictions, fold_batchnorm, load_model_with_extra, preprocess
 from synthloc.nms import rotated_nms
@@ -602,19 +603,6 @@ def draw_detections(image: np.ndarray, detections: Sequence[Detection]) -> np.nd
     return canvas
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def output_paths(out_dir: str | os.PathLike[str], stem: str) -> dict[str, Path]:
     """The files ``write_outputs`` produces for an image named ``stem``."""
     out = Path(out_dir)
@@ -651,13 +639,13 @@ def write_outputs(
         record["height"], record["width"] = int(image.shape[0]), int(image.shape[1])
     record.update(extra or {})
     record["detections"] = [d.to_dict() for d in detections]
-    _write_bytes_atomic(paths["json"], (json.dumps(record, indent=1) + "\n").encode("utf-8"))
+    write_bytes_atomic(paths["json"], (json.dumps(record, indent=1) + "\n").encode("utf-8"))
     written = {"txt": paths["txt"], "json": paths["json"]}
     if image is not None and visualise:
         vis = cv2.cvtColor(draw_detections(image, detections), cv2.COLOR_RGB2BGR)
         ok, encoded = cv2.imencode(".jpg", vis, [cv2.IMWRITE_JPEG_QUALITY, 90])
         if not ok:
             raise OSError(f"{paths['vis']}: JPEG encoding failed")
-        _write_bytes_atomic(paths["vis"], encoded.tobytes())
+        write_bytes_atomic(paths["vis"], encoded.tobytes())
         written["vis"] = paths["vis"]
     return written

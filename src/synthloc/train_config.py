@@ -19,6 +19,7 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
+from synthloc.atomic import write_text_atomic
 from synthloc.data.transforms import AugmentConfig
 from synthloc.model.fcrn import ModelConfig
 from synthloc.model.loss import LossConfig
@@ -314,7 +315,4 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str) -> None:
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
     """Write the resolved config as YAML, atomically."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from synthloc.atomic import write_text_atomic
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", required=True, help="folder with gt_<name>.txt files")
@@ -23,24 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--per-image", metavar="CSV", help="write per-image figures to this CSV")
     parser.add_argument("--json", metavar="FILE", help="write the summary and per-image figures")
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    import os
-    import tempfile
-    from pathlib import Path
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
             writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-        _write_text_atomic(args.per_image, buffer.getvalue())
+        write_text_atomic(args.per_image, buffer.getvalue())
     if args.json:
         payload = {**result.summary(), "per_image": result.per_image}
-        _write_text_atomic(args.json, json.dumps(payload, indent=1) + "\n")
+        write_text_atomic(args.json, json.dumps(payload, indent=1) + "\n")
 
     print(
         f"{result.protocol}: precision {result.precision:.4f}  recall {result.recall:.4f}  "

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from synthloc.atomic import write_text_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DONT_CARE = "###"
@@ -190,19 +191,6 @@ def read_icdar_results(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     return arr, (np.array(scores, dtype=np.float32) if with_score else None)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _int_coords(quads: np.ndarray) -> np.ndarray:
     arr = np.asarray(quads, dtype=np.float64).reshape(-1, 8)
     if not np.all(np.isfinite(arr)):
@@ -223,7 +211,7 @@ def write_icdar_gt(path: str | os.PathLike[str], quads: np.ndarray, words: Seque
         if "\n" in word or "\r" in word:
             raise ValueError(f"transcription {word!r} contains a line break")
         lines.append(",".join(str(v) for v in row) + "," + word)
-    _write_atomic(Path(path), "".join(line + "\r\n" for line in lines))
+    write_text_atomic(path, "".join(line + "\r\n" for line in lines))
 
 
 def write_icdar_results(
@@ -245,7 +233,7 @@ def write_icdar_results(
         if scores is not None:
             line += f",{scores[k]:.6f}"
         lines.append(line)
-    _write_atomic(Path(path), "".join(line + "\r\n" for line in lines))
+    write_text_atomic(path, "".join(line + "\r\n" for line in lines))
 
 
 def natural_key(name: str) -> tuple[object, ...]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
+from synthloc.atomic import write_bytes_atomic
 from synthloc.data.sample import Sample
 
 WORD_COLOUR = (0, 255, 0)  # RGB green
@@ -60,22 +60,6 @@ def encode_preview(sample: Sample) -> bytes:
     if not ok:
         raise ValueError(f"could not encode a preview of {sample.name!r}")
     return bytes(buf.tobytes())
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
-    import tempfile
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_preview(path: str | os.PathLike[str], sample: Sample) -> None:

@@ -38,6 +38,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from synthloc.atomic import write_text_atomic
 from synthloc.data.sample import Sample
 
 SCHEMA_VERSION = 1
@@ -260,17 +261,7 @@ def write_shard(path: str | os.PathLike[str], encoded: Sequence[EncodedSample]) 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` via a temporary file and ``os.replace``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> None:

@@ -58,7 +58,8 @@ from typing import Any
 import numpy as np
 
 from synthloc import __version__
-from synthloc.data.preview import encode_preview, write_bytes_atomic
+from synthloc.atomic import write_bytes_atomic
+from synthloc.data.preview import encode_preview
 from synthloc.data.sample import Sample
 from synthloc.data.shards import (
     IMAGE_FORMATS,
