@@ -125,3 +125,13 @@ def test_homography_identity_translation_and_inverse() -> None:
     there = apply_homography(persp, pts)
     np.testing.assert_allclose(apply_homography(np.linalg.inv(persp), there), pts, atol=1e-9)
     assert apply_homography(persp, np.zeros((2, 4, 2))).shape == (2, 4, 2)
+
+
+def test_as_quad_array_shapes() -> None:
+    from synthloc.geometry import as_quad_array
+
+    assert as_quad_array(np.zeros((0,))).shape == (0, 4, 2)
+    flat = np.arange(16, dtype=float).reshape(2, 8)
+    np.testing.assert_array_equal(as_quad_array(flat), flat.reshape(2, 4, 2))
+    with pytest.raises(ValueError, match=r"boxes: expected quads .* got \(3, 5\)"):
+        as_quad_array(np.zeros((3, 5)), "boxes")

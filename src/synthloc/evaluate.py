@@ -28,7 +28,7 @@ import numpy as np
 import shapely
 
 from synthloc.data.icdar import IcdarGT, natural_key, read_icdar_gt, read_icdar_results
-from synthloc.geometry import to_polygon
+from synthloc.geometry import as_quad_array, to_polygon
 
 Protocol = Literal["ic15", "ic13"]
 Prediction = np.ndarray | tuple[np.ndarray, np.ndarray | None]
@@ -74,14 +74,7 @@ def _hmean(precision: float, recall: float) -> float:
 
 def _pred_quads(value: Prediction, name: str) -> np.ndarray:
     quads = value[0] if isinstance(value, tuple) else value
-    arr = np.asarray(quads, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 4, 2))
-    if arr.ndim == 2 and arr.shape[1] == 8:
-        arr = arr.reshape(-1, 4, 2)
-    if arr.ndim != 3 or arr.shape[1:] != (4, 2):
-        raise ValueError(f"prediction for {name!r}: expected quads [K, 4, 2], got {arr.shape}")
-    return arr
+    return as_quad_array(quads, f"prediction for {name!r}")
 
 
 def _prepare(

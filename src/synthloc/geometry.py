@@ -38,6 +38,21 @@ def _as_quads(quads: np.ndarray) -> tuple[np.ndarray, bool]:
     raise ValueError(f"expected quads of shape [4, 2], [N, 4, 2] or [N, 8], got {arr.shape}")
 
 
+def as_quad_array(quads: np.ndarray, what: str = "quads") -> np.ndarray:
+    """``float64 [N, 4, 2]`` from quads ``[N, 4, 2]`` or ``[N, 8]`` (empty input -> ``[0, 4, 2]``).
+
+    ``what`` names the input in the error raised for any other shape.
+    """
+    arr = np.asarray(quads, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4, 2))
+    if arr.ndim == 2 and arr.shape[1] == 8:
+        arr = arr.reshape(-1, 4, 2)
+    if arr.ndim != 3 or arr.shape[1:] != (4, 2):
+        raise ValueError(f"{what}: expected quads of shape [N, 4, 2] or [N, 8], got {arr.shape}")
+    return arr
+
+
 def _wrap_half_pi(theta: np.ndarray) -> np.ndarray:
     """Wrap angles of an undirected line into ``[-pi/2, pi/2)``."""
     return (theta + np.pi / 2) % np.pi - np.pi / 2

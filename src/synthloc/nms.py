@@ -13,15 +13,11 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from synthloc.geometry import as_quad_array
+
 
 def _as_quads(quads: np.ndarray) -> np.ndarray:
-    arr = np.asarray(quads, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 4, 2))
-    if arr.ndim == 2 and arr.shape[1] == 8:
-        arr = arr.reshape(-1, 4, 2)
-    if arr.ndim != 3 or arr.shape[1:] != (4, 2):
-        raise ValueError(f"expected quads of shape [N, 4, 2] or [N, 8], got {arr.shape}")
+    arr = as_quad_array(quads)
     if not np.all(np.isfinite(arr)):
         raise ValueError("quads contain non-finite coordinates")
     return arr
