@@ -108,6 +108,22 @@ def test_preprocess_contract() -> None:
     assert gray.shape == (1, 3, 4, 5) and torch.all(gray == 1)
     with pytest.raises(ValueError, match="uint8"):
         preprocess(images.astype(np.float32))
+    last = preprocess(images, torch.channels_last)
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(last, x)
+
+
+def test_dilated_depthwise_conv_runs_nchw_inside_a_channels_last_model() -> None:
+    torch.manual_seed(3)
+    model = build_model(ModelConfig(arch="fcrn-lite")).eval()
+    flagged = [m for m in model.modules() if getattr(m, "conv_in_nchw_on_cpu", False)]
+    assert len(flagged) == 1  # the dilation-4 depthwise conv of the last stage
+    x = torch.rand(1, 3, 96, 128)
+    reference = model(x)
+    fast = model.to(memory_format=torch.channels_last)(
+        x.contiguous(memory_format=torch.channels_last)
+    )
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
 
 
 def test_grayscale_model_converts_rgb_to_luma() -> None:

@@ -131,6 +131,36 @@ def test_photometric_jitter_keeps_geometry_and_grayscale_is_gray() -> None:
     assert int(gray[0, 0, 0]) == 76  # BT.601 luma of pure red: round(0.299 * 255)
 
 
+def test_photometric_noise_has_the_configured_spread() -> None:
+    flat = np.full((200, 200, 3), 128, np.uint8)
+    quiet = AugmentConfig(
+        brightness=0, contrast=0, saturation=0, hue_deg=0, blur_prob=0, grayscale_prob=0
+    )
+    for std in (0.0, 2.0, 8.0):
+        cfg = AugmentConfig(**{**quiet.__dict__, "noise_std": std})
+        out = photometric_jitter(flat, cfg, np.random.default_rng(5)).astype(np.float64)
+        assert abs(out.mean() - 128) < 0.1
+        # Rounding to integers adds 1/12 to the variance; 256-level quantiles lose a little.
+        assert np.sqrt(max(out.var() - 1 / 12, 0)) == pytest.approx(std, rel=0.05, abs=0.05)
+    same = photometric_jitter(flat, AugmentConfig(), np.random.default_rng(9))
+    assert (
+        same.tobytes()
+        == photometric_jitter(flat, AugmentConfig(), np.random.default_rng(9)).tobytes()
+    )
+
+
+def test_contrast_and_brightness_are_one_affine_map() -> None:
+    image = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    cfg = AugmentConfig(saturation=0, hue_deg=0, blur_prob=0, noise_std=0, grayscale_prob=0)
+    rng = np.random.default_rng(11)
+    contrast = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
+    brightness = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
+    expected = (image.astype(np.float64) - 127.5) * contrast + 127.5
+    expected = np.clip(np.rint(expected * brightness), 0, 255)
+    out = photometric_jitter(image, cfg, np.random.default_rng(11))
+    assert np.abs(out.astype(np.float64) - expected).max() <= 1
+
+
 def test_resize_to_fit_scales_quads() -> None:
     quad = np.array([[[10, 10], [30, 10], [30, 20], [10, 20]]], np.float32)
     sample = Sample(image=np.zeros((100, 200, 3), np.uint8), word_quads=quad, words=["w"])

@@ -177,12 +177,25 @@ def build_stream(config: TrainConfig) -> InfiniteSource:
     return Mixture(streams, weights, mix_seed)
 
 
+_WORKER_NICENESS = 5
+
+
 def _worker_init(worker_id: int) -> None:
-    """Runs in each DataLoader worker process only: keep OpenCV single-threaded there."""
+    """Runs in each DataLoader worker process only: single-threaded OpenCV, lower priority.
+
+    On a CPU-only machine the workers share cores with the training threads; at a lower
+    scheduling priority they fill the gaps of the training step instead of pre-empting it
+    (when the batch queue runs dry the training threads wait, and the workers get the cores).
+    """
     import cv2
 
     del worker_id
     cv2.setNumThreads(1)
+    if hasattr(os, "nice"):
+        try:
+            os.nice(_WORKER_NICENESS)
+        except OSError:
+            pass  # not permitted: keep the default priority
 
 
 def build_loader(
@@ -750,8 +763,7 @@ class Trainer:
         for micro in range(self.accum):
             batch = next(batches)
             self.data_failures += batch.failures
-            images = preprocess(batch.images).to(device, non_blocking=True)
-            images = images.contiguous(memory_format=self.memory_format)
+            images = preprocess(batch.images, self.memory_format).to(device, non_blocking=True)
             target = batch.target.to(device, non_blocking=True)
             positive = batch.positive.to(device, non_blocking=True)
             ignore = batch.ignore.to(device, non_blocking=True)

@@ -96,7 +96,7 @@ def decode_image(data: bytes, where: str = "image") -> np.ndarray:
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ShardError(f"{where}: not a decodable image")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _float32_list(values: np.ndarray) -> list[Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 import cv2
 import numpy as np
@@ -217,33 +218,59 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
+def _gaussian_quantiles(levels: int = 256) -> np.ndarray:
+    """float32 [levels]: standard normal quantiles at the centres of ``levels`` equal bins."""
+    normal = NormalDist()
+    return np.array([normal.inv_cdf((k + 0.5) / levels) for k in range(levels)], np.float32)
+
+
+_NOISE_QUANTILES = _gaussian_quantiles()
+
+
 def photometric_jitter(
     image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
 ) -> np.ndarray:
     """Brightness, contrast, saturation, hue jitter, blur, noise, optional grayscale.
 
     image: uint8 [H, W, 3] RGB. Returns a new uint8 [H, W, 3]. Geometry is unchanged.
+    Hue and saturation act on the uint8 HSV image through lookup tables; contrast and
+    brightness are one affine map applied by lookup table.  The noise is Gaussian, drawn by
+    inverse-CDF lookup of uniform bytes (256 levels, so its tails stop near 2.9 sigma): a
+    fraction of the cost of drawing a float normal per pixel, which matters in a data loader
+    that shares two cores with training.
     """
-    out: np.ndarray = image.astype(np.float32)
+    src = image
     if cfg.saturation > 0 or cfg.hue_deg > 0:
-        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
         hue_shift = rng.uniform(-cfg.hue_deg, cfg.hue_deg) * 256.0 / 360.0
         sat_gain = 1.0 + rng.uniform(-cfg.saturation, cfg.saturation)
-        hsv[..., 0] = np.mod(hsv[..., 0] + hue_shift, 256.0)
-        hsv[..., 1] = np.clip(hsv[..., 1] * sat_gain, 0, 255)
-        out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB_FULL).astype(np.float32)
+        levels = np.arange(256, dtype=np.float64)
+        table = np.stack(
+            [
+                np.mod(levels + hue_shift, 256.0).astype(np.uint8),
+                np.clip(levels * sat_gain, 0, 255).astype(np.uint8),
+                levels.astype(np.uint8),
+            ],
+            axis=1,
+        )[None]
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL)
+        src = cv2.cvtColor(cv2.LUT(hsv, table), cv2.COLOR_HSV2RGB_FULL)
+    gain, bias = 1.0, 0.0
     if cfg.contrast > 0:
-        gain = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
-        mean = float(out.mean())
-        out = (out - mean) * gain + mean
+        contrast = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
+        mean = float(np.mean(cv2.mean(src)[:3]))
+        gain, bias = contrast, (1.0 - contrast) * mean
     if cfg.brightness > 0:
-        out = out * (1.0 + rng.uniform(-cfg.brightness, cfg.brightness))
+        brightness = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
+        gain, bias = gain * brightness, bias * brightness
+    out = cv2.LUT(src, (np.arange(256, dtype=np.float64) * gain + bias).astype(np.float32))
     if cfg.blur_prob > 0 and rng.random() < cfg.blur_prob:
         sigma = float(rng.uniform(0.3, 1.2))
         out = cv2.GaussianBlur(out, (0, 0), sigmaX=sigma)
     if cfg.noise_std > 0:
-        out = out + rng.normal(0.0, cfg.noise_std, size=out.shape).astype(np.float32)
-    result = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        uniform = rng.integers(0, 256, size=out.shape, dtype=np.uint8)
+        out = cv2.add(out, cv2.LUT(uniform, _NOISE_QUANTILES * np.float32(cfg.noise_std)))
+    # Clamp below at 0, then round and saturate at 255 on the way back to uint8.
+    result = cv2.convertScaleAbs(cv2.max(out, 0.0))
     if cfg.grayscale_prob > 0 and rng.random() < cfg.grayscale_prob:
         result = to_grayscale(result)
     return result

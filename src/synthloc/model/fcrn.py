@@ -87,12 +87,17 @@ def _channels(base: int, width: float) -> int:
     return max(8, round(base * width / 8) * 8)
 
 
-def preprocess(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+def preprocess(
+    images: np.ndarray | torch.Tensor,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
     """uint8 RGB images ``[N, H, W, 3]`` (or one ``[H, W, 3]``) -> float32 ``[N, 3, H, W]``.
 
     Values are divided by 255 to lie in ``[0, 1]``; this is the input every model expects, for
     training and detection alike.  Grayscale images ``[N, H, W]`` / ``[N, H, W, 1]`` are
     repeated to three channels (grayscale *models* convert RGB to luma themselves).
+    ``memory_format=torch.channels_last`` returns the NHWC-strided layout directly (one copy
+    instead of two for a channels-last model).
     """
     tensor = (
         torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
@@ -110,7 +115,7 @@ def preprocess(images: np.ndarray | torch.Tensor) -> torch.Tensor:
         )
     if tensor.shape[-1] == 1:
         tensor = tensor.expand(-1, -1, -1, 3)
-    return tensor.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return tensor.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=memory_format)
 
 
 class _Detector(nn.Module):
