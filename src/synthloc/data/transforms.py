@@ -267,10 +267,10 @@ def photometric_jitter(
         sigma = float(rng.uniform(0.3, 1.2))
         out = cv2.GaussianBlur(out, (0, 0), sigmaX=sigma)
     if cfg.noise_std > 0:
-        uniform = rng.integers(0, 256, size=out.shape, dtype=np.uint8)
+        uniform = np.asarray(rng.integers(0, 256, size=out.shape, dtype=np.uint8))
         out = cv2.add(out, cv2.LUT(uniform, _NOISE_QUANTILES * np.float32(cfg.noise_std)))
     # Clamp below at 0, then round and saturate at 255 on the way back to uint8.
-    result = cv2.convertScaleAbs(cv2.max(out, 0.0))
+    result = cv2.convertScaleAbs(np.maximum(out, np.float32(0.0)))
     if cfg.grayscale_prob > 0 and rng.random() < cfg.grayscale_prob:
         result = to_grayscale(result)
     return result
