@@ -11,7 +11,7 @@ workers doing decode/synthesis, augmentation and target encoding; SGD step on th
 Also printed, to show where the time goes: the model step alone on a fixed batch (compute
 bound) and each source's data pipeline alone (data bound).  Medians over timed steps.
 
-    .venv/bin/python benchmarks/train_speed.py [--steps 8] [--workers 2] [--shards DIR]
+    .venv/bin/python benchmarks/train_speed.py [--steps 20] [--workers 2] [--shards DIR]
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ def _time_training(config: Any, args: argparse.Namespace) -> tuple[float, float]
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, Path(run_dir), DistContext())
         trainer.model.train()
-        loader = build_loader(config, build_stream(config), DistContext(), 0, pin=False)
+        total = args.warmup + args.steps
+        loader = build_loader(
+            config, build_stream(config), DistContext(), 0, pin=False, num_batches=total
+        )
         batches = iter(loader)
         step_times = []
         for step in range(args.warmup + args.steps):
@@ -67,8 +70,11 @@ def _time_training(config: Any, args: argparse.Namespace) -> tuple[float, float]
             trainer.step += 1
             if step >= args.warmup:
                 step_times.append(time.perf_counter() - start)
-        del batches, loader
-    data_loader = build_loader(config, build_stream(config), DistContext(), 1000, pin=False)
+        for _ in batches:  # read to the end: the workers then shut down cleanly
+            pass
+    data_loader = build_loader(
+        config, build_stream(config), DistContext(), 1000, pin=False, num_batches=args.steps + 1
+    )
     data_iter = iter(data_loader)
     next(data_iter)  # worker start-up
     data_times = []
@@ -76,7 +82,8 @@ def _time_training(config: Any, args: argparse.Namespace) -> tuple[float, float]
         start = time.perf_counter()
         next(data_iter)
         data_times.append(time.perf_counter() - start)
-    del data_iter
+    for _ in data_iter:
+        pass
     return _median_rate(step_times, args.batch_size), _median_rate(data_times, args.batch_size)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -199,9 +200,19 @@ def _worker_init(worker_id: int) -> None:
 
 
 def build_loader(
-    config: TrainConfig, stream: InfiniteSource, dist_ctx: DistContext, start_batch: int, pin: bool
+    config: TrainConfig,
+    stream: InfiniteSource,
+    dist_ctx: DistContext,
+    start_batch: int,
+    pin: bool,
+    num_batches: int | None = None,
 ) -> torch.utils.data.DataLoader[Any]:
-    """An endless DataLoader of padded, encoded batches for this rank from ``start_batch``."""
+    """A DataLoader of padded, encoded batches for this rank from ``start_batch``.
+
+    It yields ``num_batches`` batches, or never ends when None.  A loader that is read to its
+    end shuts its workers down cleanly; one dropped while workers are mid-batch may make them
+    abort noisily at exit, so runs of known length should say how many batches they need.
+    """
     aug_seed = int(np.random.SeedSequence([config.seed, _AUG_TAG]).generate_state(1)[0])
     dataset = TrainingStream(
         stream,
@@ -211,7 +222,11 @@ def build_loader(
         seed=aug_seed,
     )
     sampler = StreamBatchSampler(
-        config.batch_size, dist_ctx.rank, dist_ctx.world_size, start_batch=start_batch
+        config.batch_size,
+        dist_ctx.rank,
+        dist_ctx.world_size,
+        start_batch=start_batch,
+        num_batches=num_batches,
     )
     workers = max(0, config.data.workers)
     return torch.utils.data.DataLoader(
@@ -603,6 +618,8 @@ def fit(
 
 def _check_resumable(config: TrainConfig, checkpoint: dict[str, Any], where: Path) -> None:
     saved = config_from_dict(TrainConfig, checkpoint["config"])
+    # The stream is the same for any number of loader workers, so that may change.
+    saved.data = dataclasses.replace(saved.data, workers=config.data.workers)
     for part in ("model", "seed", "batch_size", "accum_steps", "data"):
         if getattr(saved, part) != getattr(config, part):
             raise ValueError(
@@ -854,6 +871,7 @@ class Trainer:
             dist_ctx,
             start_batch=self.step * self.accum,
             pin=self.device.type == "cuda",
+            num_batches=max(0, final - self.step) * self.accum,
         )
         batches = _batches(loader)
         self.synth_val = _validation_synth_set(config) if dist_ctx.is_main else []
