@@ -26,3 +26,13 @@ def test_failure_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.bin"]
+
+
+def test_temporary_name_is_hidden_next_to_the_target_with_the_given_suffix(tmp_path: Path) -> None:
+    target = tmp_path / "model.onnx"
+    with atomic_path(target, suffix=".onnx") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".model.onnx.")
+        assert tmp.suffix == ".onnx" and not target.exists()
+        tmp.write_bytes(b"graph")
+    assert target.read_bytes() == b"graph"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]

@@ -19,11 +19,9 @@ and traces the padding arithmetic on the input shape, which keeps height and wid
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthloc import __version__
+from synthloc.atomic import atomic_path
 from synthloc.model import fold_batchnorm, preprocess
 
 DEFAULT_OPSET = 17
@@ -103,10 +102,7 @@ def export_onnx(
     stride = int(model.stride)  # type: ignore[arg-type]
     net = _PadToStride(fold_batchnorm(model).cpu().float().eval(), stride).eval()
     example = torch.rand(1, 3, *trace_size, generator=torch.Generator().manual_seed(0))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         with warnings.catch_warnings():
             # The legacy exporter announces its deprecation and warns about shape arithmetic
             # it does trace correctly; the parity check is what guards the result.
@@ -133,11 +129,6 @@ def export_onnx(
         proto.producer_version = __version__
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return out
 
 

@@ -43,6 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from synthloc.atomic import atomic_path
 from synthloc.data.datasets import (
     EpochShuffle,
     IcdarFolderDataset,
@@ -337,13 +338,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename (atomic)."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

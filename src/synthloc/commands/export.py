@@ -16,10 +16,7 @@ examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 PARITY_SIZES = ((512, 512), (384, 640), (736, 1280), (500, 700))
@@ -60,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synthloc.atomic import atomic_path
     from synthloc.detect import NoDefaultModelError, default_model_path
     from synthloc.export import OnnxParityError, check_onnx_parity, export_onnx
     from synthloc.model import load_model_with_extra
@@ -72,22 +70,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     detect_defaults = extra.get("detect") if isinstance(extra.get("detect"), dict) else None
     out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Export and check a temporary file; only a checked graph replaces --out.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        export_onnx(model, tmp, opset=args.opset, detect_defaults=detect_defaults)
-        try:
+        with atomic_path(out, suffix=".onnx") as tmp:
+            export_onnx(model, tmp, opset=args.opset, detect_defaults=detect_defaults)
             worst = check_onnx_parity(model, tmp, sizes=args.parity_sizes, atol=args.atol)
-        except OnnxParityError as exc:
-            print(f"error: parity check failed, {out} not written: {exc}", file=sys.stderr)
-            return 1
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    except OnnxParityError as exc:
+        print(f"error: parity check failed, {out} not written: {exc}", file=sys.stderr)
+        return 1
     sizes = ", ".join(f"{h}x{w}" for h, w in args.parity_sizes)
     size_mb = out.stat().st_size / 1e6
     print(f"wrote {out} ({size_mb:.2f} MB, opset {args.opset}) from {model_path}")

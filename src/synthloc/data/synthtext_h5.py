@@ -19,12 +19,12 @@ The writer stores one word per ``txt`` entry (UTF-8 bytes), so every reader that
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from synthloc.atomic import atomic_path
 from synthloc.data.sample import Sample
 
 
@@ -144,20 +144,12 @@ def write_synthtext_h5(path: str | os.PathLike[str], samples: Iterable[Sample]) 
     import h5py
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
     count = 0
-    try:
-        with h5py.File(tmp, "w") as handle:
-            group = handle.create_group("data")
-            for sample in samples:
-                if sample.name in group:
-                    raise ValueError(f"{target}: duplicate sample name {sample.name!r}")
-                add_synthtext_sample(group, sample)
-                count += 1
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as handle:
+        group = handle.create_group("data")
+        for sample in samples:
+            if sample.name in group:
+                raise ValueError(f"{target}: duplicate sample name {sample.name!r}")
+            add_synthtext_sample(group, sample)
+            count += 1
     return count

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthloc.atomic import atomic_path
 from synthloc.model.fcrn import ModelConfig, build_model, fold_batchnorm
 
 FILE_FORMAT = "synthloc-model"
@@ -78,18 +78,10 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, extra: dict | Non
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": _plain(dict(extra or {}), "extra"),
     }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def load_model_with_extra(
