@@ -119,7 +119,9 @@ def main() -> None:
             "detect_speed.py", [*model_args, "--count", "10" if quick else "20"]
         ),
         "synth_speed": run_json("synth_speed.py", ["--count", "20" if quick else "40"]),
-        "train_speed": run_json("train_speed.py", ["--steps", "3" if quick else "8"]),
+        "train_speed": run_json(
+            "train_speed.py", ["--steps", "3", "--repeats", "1"] if quick else ["--repeats", "3"]
+        ),
     }
     results["meta"] = {
         "date": time.strftime("%Y-%m-%d"),

@@ -9,7 +9,8 @@ workers doing decode/synthesis, augmentation and target encoding; SGD step on th
   present, else the engine's procedural backgrounds).
 
 Also printed, to show where the time goes: the model step alone on a fixed batch (compute
-bound) and each source's data pipeline alone (data bound).  Medians over timed steps.
+bound) and each source's data pipeline alone (data bound).  Medians over timed steps
+(and over --repeats fresh runs).
 
     .venv/bin/python benchmarks/train_speed.py [--steps 20] [--workers 2] [--shards DIR]
 """
@@ -87,6 +88,15 @@ def _time_training(config: Any, args: argparse.Namespace) -> tuple[float, float]
     return _median_rate(step_times, args.batch_size), _median_rate(data_times, args.batch_size)
 
 
+def _repeated(config: Any, args: argparse.Namespace) -> tuple[float, float]:
+    """Median over ``--repeats`` fresh runs of ``_time_training`` (each a median over steps)."""
+    runs = [_time_training(config, args) for _ in range(args.repeats)]
+    if args.repeats > 1:
+        listed = ", ".join(f"{train:.1f}" for train, _ in runs)
+        print(f"  (training images/s of each run: {listed})")
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
 def _time_compute(config: Any, args: argparse.Namespace) -> float:
     """Model forward + backward + SGD step on one fixed random batch (images/s)."""
     from synthloc.model import FCRNLoss, build_model
@@ -132,6 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per source (median)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--threads", type=int, default=2)
@@ -163,12 +174,12 @@ def main() -> None:
             _make_shards(shards, args.shard_count, backgrounds)
             elapsed = time.perf_counter() - start
             print(f"(rendered {args.shard_count} shard samples in {elapsed:.0f} s, 2 processes)")
-        train_rate, data_rate = _time_training(_config("shards", str(shards), args), args)
+        train_rate, data_rate = _repeated(_config("shards", str(shards), args), args)
         figures["shards"] = {"images_per_s": train_rate, "data_images_per_s": data_rate}
         print(f"from shards:          training {train_rate:6.1f} images/s", end="")
         print(f"   data alone {data_rate:6.1f}")
     if not args.skip_synth:
-        train_rate, data_rate = _time_training(base, args)
+        train_rate, data_rate = _repeated(base, args)
         figures["synth"] = {"images_per_s": train_rate, "data_images_per_s": data_rate}
         print(f"on-the-fly synthesis: training {train_rate:6.1f} images/s", end="")
         print(f"   data alone {data_rate:6.1f}")
