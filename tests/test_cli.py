@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,13 @@ def test_console_entry_point_runs() -> None:
     )
     assert result.returncode == 0
     assert "detect" in result.stdout
+
+
+def test_train_map_folders_need_photos(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--out", str(tmp_path / "run"), "--synth-depth", str(tmp_path)])
+    assert code == 2
+    assert (
+        "--synth-depth and --synth-seg pair maps with --synth-backgrounds"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "run").exists()

@@ -21,6 +21,7 @@ from synthloc.synth.runner import (
     sample_rng,
     synthesize,
 )
+from synthloc.train_config import SourceConfig
 
 SEED = 3
 SIZE = 160
@@ -243,3 +244,32 @@ def test_cli_with_dset_h5(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert line.startswith("written 2 (2 rendered, 0 resumed), failed backgrounds 0")
     assert ", with seg 2" in line
     assert read_manifest(out)["backgrounds"]["files"] == 3
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_on_the_fly_training_stream_uses_dset_and_map_folders(tmp_path: Path) -> None:
+    """``kind: synth`` sources read what ``synthloc synth`` reads, sample for sample."""
+    from synthloc.data.datasets import OnTheFlySynthesis
+    from synthloc.synth.runner import render_sample
+
+    config = small_config()
+    dset = tmp_path / "dset.h5"
+    make_dset(dset)
+    photos = tmp_path / "photos"
+    make_photo_folder(photos)
+    depth, seg = photos / "maps" / "depth", photos / "maps" / "seg"
+    for backgrounds, maps in ((dset, {}), (photos, {"depth": depth, "seg": seg})):
+        source = background_source(backgrounds, maps.get("depth"), maps.get("seg"))
+        stream = OnTheFlySynthesis(backgrounds, config, seed=SEED, **maps)
+        for index in range(4):
+            got = stream[index]
+            want = render_sample(SEED, index, config, source).sample
+            assert got.image.tobytes() == want.image.tobytes()
+            assert got.words == want.words and got.name == want.name
+            np.testing.assert_array_equal(got.word_quads, want.word_quads)
+    with pytest.raises(ValueError, match="depth and seg folders apply to a folder of photos"):
+        OnTheFlySynthesis(dset, config, seed=1, depth=depth)
+    with pytest.raises(ValueError, match="depth and seg maps apply to 'synth' sources"):
+        SourceConfig(kind="shards", path="x", depth="d")

@@ -164,7 +164,13 @@ def build_stream(config: TrainConfig) -> InfiniteSource:
         seed = int(np.random.SeedSequence([config.seed, _SOURCE_TAG, k]).generate_state(1)[0])
         stream: InfiniteSource
         if source.kind == "synth":
-            stream = OnTheFlySynthesis(source.path or None, config.data.synth, seed)
+            stream = OnTheFlySynthesis(
+                source.path or None,
+                config.data.synth,
+                seed,
+                depth=source.depth or None,
+                seg=source.seg or None,
+            )
         elif source.kind == "shards":
             stream = EpochShuffle(ShardSource(source.path), seed)
         elif source.kind == "synthtext":

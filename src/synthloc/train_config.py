@@ -48,21 +48,28 @@ T = TypeVar("T")
 class SourceConfig:
     """One training data source.
 
-    kind: "synth" (on-the-fly rendering; ``path`` = backgrounds folder, "" = the engine's
-        procedural default), "shards" (``synthloc synth`` output folder), "synthtext" (release
-        folder with gt.mat), "synthtext-h5" (a results h5 file), "icdar" (ICDAR folder).
+    kind: "synth" (on-the-fly rendering; ``path`` = a backgrounds folder or a SynthText
+        ``dset.h5``, "" = the engine's procedural default), "shards" (``synthloc synth`` output
+        folder), "synthtext" (release folder with gt.mat), "synthtext-h5" (a results h5 file),
+        "icdar" (ICDAR folder).
     weight: relative sampling weight in the mixture.
+    depth, seg: "synth" from a photo folder only: folders of depth / segmentation maps paired
+        with the photos by file stem, as for ``synthloc synth --depth/--seg``.
     """
 
     kind: str = "synth"
     path: str = ""
     weight: float = 1.0
+    depth: str = ""
+    seg: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"unknown data source kind {self.kind!r}; expected {SOURCE_KINDS}")
         if self.kind != "synth" and not self.path:
             raise ValueError(f"data source of kind {self.kind!r} needs a path")
+        if self.kind != "synth" and (self.depth or self.seg):
+            raise ValueError(f"depth and seg maps apply to 'synth' sources, not {self.kind!r}")
 
 
 @dataclass

@@ -45,7 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--synth-backgrounds",
         metavar="DIR",
-        help="train on images synthesised on the fly from these backgrounds",
+        help="train on images synthesised on the fly from these backgrounds "
+        "(a photo folder or a SynthText dset.h5)",
+    )
+    parser.add_argument(
+        "--synth-depth", metavar="DIR", help="depth maps paired with --synth-backgrounds photos"
+    )
+    parser.add_argument(
+        "--synth-seg", metavar="DIR", help="label maps paired with --synth-backgrounds photos"
     )
     parser.add_argument("--shards", action="append", metavar="DIR", help="shard folder")
     parser.add_argument("--synthtext", action="append", metavar="DIR", help="SynthText release")
@@ -74,7 +81,14 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
     sets += [f"{key}={value}" for key, value in simple.items() if value is not None]
     sources: list[str] = []
     if args.synth_backgrounds:
-        sources.append(f"{{kind: synth, path: {_quote(args.synth_backgrounds)}}}")
+        maps = "".join(
+            f", {kind}: {_quote(folder)}"
+            for kind, folder in (("depth", args.synth_depth), ("seg", args.synth_seg))
+            if folder
+        )
+        sources.append(f"{{kind: synth, path: {_quote(args.synth_backgrounds)}{maps}}}")
+    elif args.synth_depth or args.synth_seg:
+        raise ValueError("--synth-depth and --synth-seg pair maps with --synth-backgrounds photos")
     for kind, paths in (
         ("shards", args.shards),
         ("synthtext", args.synthtext),

@@ -236,13 +236,16 @@ class ShardSource:
 class OnTheFlySynthesis:
     """Synthesis in the data workers: stream element ``i`` = a freshly rendered scene.
 
-    backgrounds: a folder of photos (None: the engine's embedded default backgrounds).
+    backgrounds: a folder of photos, a SynthText ``dset.h5`` (images with their depth and
+    segmentation), or None for the engine's embedded default backgrounds. depth, seg: folders
+    of maps paired with the photos by stem (as ``synthloc synth --depth/--seg``).
     config: a :class:`synthloc.synth.SynthConfig`. Sample ``i`` uses
     ``default_rng(SeedSequence([seed, i]))`` both to choose the background and to render, so it
     is the same bytes whatever process renders it. Decoded backgrounds and the engine's
     renderer (fonts, corpus, region analyses) are cached per worker process (LRUs of
     ``cache_size`` entries; caches live on the instance, and each DataLoader worker holds its
-    own copy of the instance).
+    own copy of the instance). Raises ValueError for a missing or empty backgrounds folder,
+    an unreadable dset.h5 or an unusable map folder.
     """
 
     def __init__(
@@ -251,26 +254,34 @@ class OnTheFlySynthesis:
         config: Any,
         seed: int,
         cache_size: int = 256,
+        depth: str | os.PathLike[str] | None = None,
+        seg: str | os.PathLike[str] | None = None,
     ) -> None:
-        from synthloc.synth.backgrounds import list_backgrounds
+        from synthloc.synth.runner import SynthError, background_source
 
-        self.backgrounds_dir = None if backgrounds is None else Path(backgrounds)
         self.config = config
         self.seed = int(seed)
         self.cache_size = int(cache_size)
-        self.background_paths: list[Path] = (
-            [] if self.backgrounds_dir is None else list(list_backgrounds(self.backgrounds_dir))
-        )
-        if self.backgrounds_dir is not None and not self.background_paths:
-            raise ValueError(f"{self.backgrounds_dir}: no background images found")
+        try:
+            self.source = background_source(
+                None if backgrounds is None else Path(backgrounds),
+                None if depth is None else Path(depth),
+                None if seg is None else Path(seg),
+            )
+        except SynthError as error:
+            raise ValueError(str(error)) from error
+        if self.source is not None and not self.source.names:
+            raise ValueError(f"{backgrounds}: no background images found")
         self._cache: OrderedDict[int, Any] = OrderedDict()
         self._renderer: Any = None
+        self._loader: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        # Workers start with empty caches and build their own renderer (fonts, corpus).
+        # Workers start with empty caches and open their own renderer and files.
         state["_cache"] = OrderedDict()
         state["_renderer"] = None
+        state["_loader"] = None
         return state
 
     def _get_renderer(self) -> Any:
@@ -280,14 +291,18 @@ class OnTheFlySynthesis:
             self._renderer = SceneRenderer(self.config, cache_size=self.cache_size)
         return self._renderer
 
-    def _background(self, index: int) -> Any:
-        from synthloc.synth.backgrounds import load_background
-
-        if index in self._cache:
-            self._cache.move_to_end(index)
-            return self._cache[index]
-        background = load_background(self.background_paths[index], self.config.size)
-        self._cache[index] = background
+    def _background(self, position: int) -> Any:
+        if position in self._cache:
+            self._cache.move_to_end(position)
+            return self._cache[position]
+        source = self.source
+        assert source is not None, "backgrounds are only loaded from a background source"
+        if self._loader is None:
+            self._loader = source.open()
+        background, map_errors = self._loader.load(position, self.config.size)
+        for kind, message in sorted(map_errors.items()):
+            _log.warning("%s map of %s left out: %s", kind, source.names[position], message)
+        self._cache[position] = background
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return background
@@ -304,8 +319,9 @@ class OnTheFlySynthesis:
 
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(index)]))
         background = None
-        for _ in range(_BACKGROUND_TRIES if self.background_paths else 0):
-            choice = int(rng.integers(len(self.background_paths)))
+        names = self.source.names if self.source is not None else ()
+        for _ in range(_BACKGROUND_TRIES if names else 0):
+            choice = int(rng.integers(len(names)))
             try:
                 background = self._background(choice)
                 break
