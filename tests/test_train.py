@@ -220,6 +220,13 @@ def test_cli_trains_resumes_and_writes_the_run(tmp_path: Path) -> None:
     assert "data/hmean" in rows[-1] and (out / "metrics.csv").read_text().startswith("step,")
     assert main(["train", "--out", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0
     assert load_checkpoint(out / "last.pt")["step"] == 3
+    # A session that stops early leaves a checkpoint, no final model, and resumes to the end.
+    (out / "model.pt").unlink()
+    resume = ["train", "--out", str(out), "--resume", "--steps", "5", "--no-progress"]
+    assert main([*resume, "--stop-at-step", "4"]) == 0
+    assert load_checkpoint(out / "last.pt")["step"] == 4 and not (out / "model.pt").exists()
+    assert main(resume) == 0 and load_checkpoint(out / "last.pt")["step"] == 5
+    assert (out / "model.pt").is_file()
     assert main(["train", "--out", str(tmp_path / "bad"), "--set", "optim.lr=fast"]) == 2
 
 

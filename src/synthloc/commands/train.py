@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a config value by dotted path (repeatable)",
     )
     parser.add_argument("--steps", type=int, help="total optimiser steps")
+    parser.add_argument(
+        "--stop-at-step",
+        type=int,
+        metavar="N",
+        help="end this session at step N after a checkpoint (continue later with --resume); "
+        "the schedule still runs to --steps",
+    )
     parser.add_argument("--batch-size", type=int, help="images per step and process")
     parser.add_argument("--lr", type=float, help="base learning rate")
     parser.add_argument("--seed", type=int, help="run seed (data stream, init, augmentation)")
@@ -128,7 +135,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"synthloc train: bad configuration: {error}", file=sys.stderr)
         return 2
     try:
-        result = fit(config, args.out, resume=args.resume, progress=not args.no_progress)
+        result = fit(
+            config,
+            args.out,
+            resume=args.resume,
+            stop_at_step=args.stop_at_step,
+            progress=not args.no_progress,
+        )
     except NonFiniteLossError as error:
         print(f"synthloc train: {error}", file=sys.stderr)
         return 1
@@ -143,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     if result.data_failures:
         summary += f", {result.data_failures} unreadable samples replaced"
     print(f"synthloc train: {summary}; run in {result.out_dir}")
+    if result.step < config.steps:
+        print(f"synthloc train: stopped before step {config.steps}; continue with --resume")
     if result.model_path is not None:
         print(f"synthloc train: final model {result.model_path}")
     return 0
