@@ -36,3 +36,6 @@ def test_temporary_name_is_hidden_next_to_the_target_with_the_given_suffix(tmp_p
         tmp.write_bytes(b"graph")
     assert target.read_bytes() == b"graph"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # not mkstemp's 0600
