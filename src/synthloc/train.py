@@ -26,14 +26,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import dataclasses
 import json
 import logging
 import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -402,7 +401,6 @@ def _validation_synth_set(config: TrainConfig) -> list[Sample]:
     return samples
 
 
-@torch.no_grad()
 def predict_quads(
     model: nn.Module,
     images: list[np.ndarray],
@@ -412,43 +410,27 @@ def predict_quads(
     device: torch.device,
     batch_size: int = 8,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Single-scale detection for validation: resize to long side ``max_side``, forward,
-    decode, rotated NMS, map back. images: uint8 [H, W, 3] RGB each. Returns per image quads
-    float32 [K, 4, 2] in the image's own pixels and scores float32 [K]. ``model`` must be in
-    eval mode."""
-    import cv2
+    """Single-scale detection for validation, with :class:`synthloc.detect.Detector` (on a
+    BatchNorm-folded copy, so ``model`` itself is left as it is): long side ``max_side``,
+    decode, rotated NMS, quads mapped back. images: uint8 [H, W, 3] RGB each. Returns per image
+    quads float32 [K, 4, 2] in the image's own pixels and scores float32 [K]."""
+    from synthloc.detect import Detector
 
-    from synthloc.model import decode_predictions, preprocess
-    from synthloc.nms import rotated_nms
-
-    model_config: Any = _unwrap(model).config
-    stride = int(model_config.stride)
-    confidence = str(model_config.confidence)
-    results: list[tuple[np.ndarray, np.ndarray]] = [
-        (np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32)) for _ in images
+    detector = Detector.from_model(
+        _unwrap(model),
+        scales=[float(max_side)],
+        threshold=score_threshold,
+        nms_iou=nms_iou,
+        batch_size=batch_size,
+        device=device,
+    )
+    return [
+        (
+            np.array([d.quad for d in found], np.float32).reshape(-1, 4, 2),
+            np.array([d.score for d in found], np.float32),
+        )
+        for found in detector.detect_batch(images)
     ]
-    # Group images by their resized size so each forward pass needs no padding.
-    groups: dict[tuple[int, int], list[int]] = {}
-    resized: dict[int, np.ndarray] = {}
-    for i, image in enumerate(images):
-        h, w = image.shape[:2]
-        scale = max_side / max(h, w)
-        hw = (max(stride, round(h * scale)), max(stride, round(w * scale)))
-        resized[i] = cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
-        groups.setdefault(hw, []).append(i)
-    for hw, members in groups.items():
-        for start in range(0, len(members), batch_size):
-            chunk = members[start : start + batch_size]
-            batch = preprocess(np.stack([resized[i] for i in chunk])).to(device)
-            pred = model(batch).float().cpu()
-            for j, i in enumerate(chunk):
-                quads, scores = decode_predictions(pred[j], stride, score_threshold, confidence)
-                keep = rotated_nms(quads, scores, nms_iou)
-                quads, scores = quads[keep], scores[keep]
-                h, w = images[i].shape[:2]
-                quads = quads * np.array([w / hw[1], h / hw[0]], np.float32)
-                results[i] = (quads.astype(np.float32), scores.astype(np.float32))
-    return results
 
 
 def _score(
@@ -621,7 +603,7 @@ def fit(
 def _check_resumable(config: TrainConfig, checkpoint: dict[str, Any], where: Path) -> None:
     saved = config_from_dict(TrainConfig, checkpoint["config"])
     # The stream is the same for any number of loader workers, so that may change.
-    saved.data = dataclasses.replace(saved.data, workers=config.data.workers)
+    saved.data = replace(saved.data, workers=config.data.workers)
     for part in ("model", "seed", "batch_size", "accum_steps", "data"):
         if getattr(saved, part) != getattr(config, part):
             raise ValueError(
