@@ -4,10 +4,10 @@ Usage: python benchmarks/tune_detect.py --model runs/x/model.pt [--write shipped
        python benchmarks/tune_detect.py --checkpoint runs/x/last.pt --weights raw --write m.pt
 
 Renders ``--count`` images with the validation seed (the training config's ``val.synth_seed``,
-never a training or test seed), scores every combination of ``--scales`` sets and
-``--thresholds`` with the ICDAR 2015 protocol, prints the grid, and with ``--write`` saves the
-model again with the best combination in ``extra["detect"]``, which ``Detector.load`` and
-``synthloc detect`` use as their defaults. Real photos are never used here.
+never a training or test seed), scores every combination of ``--scales`` sets,
+``--thresholds`` and ``--min-sizes`` with the ICDAR 2015 protocol, prints the grid, and with
+``--write`` saves the model again with the best combination in ``extra["detect"]``, which
+``Detector.load`` and ``synthloc detect`` use as their defaults. Real photos are never used here.
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=VALIDATION_SEED)
     parser.add_argument("--scales", nargs="+", default=list(SCALE_SETS), help="e.g. 512,1024")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
+    parser.add_argument(
+        "--min-sizes",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="short sides (pixels of the resized image) below which detections are dropped",
+    )
     parser.add_argument("--nms-iou", type=float, default=0.3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", type=Path, default=None, help="save the tuned model here")
@@ -55,22 +62,30 @@ def main() -> None:
         for scale_text in args.scales:
             scales = [float(s) for s in scale_text.split(",")]
             for threshold in args.thresholds:
-                detector = Detector.load(
-                    args.model,
-                    scales=scales,
-                    threshold=threshold,
-                    nms_iou=args.nms_iou,
-                    num_threads=args.threads,
-                )
-                figures = score_folder(detector, folder)
-                print(
-                    f"scales={scales} threshold={threshold:.2f}: P={figures['precision']:.3f} "
-                    f"R={figures['recall']:.3f} F={figures['hmean']:.3f}",
-                    flush=True,
-                )
-                choice = {"scales": scales, "threshold": threshold, "nms_iou": args.nms_iou}
-                if best is None or figures["hmean"] > best[0]:
-                    best = (figures["hmean"], choice)
+                for min_size in args.min_sizes:
+                    detector = Detector.load(
+                        args.model,
+                        scales=scales,
+                        threshold=threshold,
+                        nms_iou=args.nms_iou,
+                        min_size=min_size,
+                        num_threads=args.threads,
+                    )
+                    figures = score_folder(detector, folder)
+                    print(
+                        f"scales={scales} threshold={threshold:.2f} min_size={min_size:g}: "
+                        f"P={figures['precision']:.3f} R={figures['recall']:.3f} "
+                        f"F={figures['hmean']:.3f}",
+                        flush=True,
+                    )
+                    choice = {
+                        "scales": scales,
+                        "threshold": threshold,
+                        "nms_iou": args.nms_iou,
+                        "min_size": min_size,
+                    }
+                    if best is None or figures["hmean"] > best[0]:
+                        best = (figures["hmean"], choice)
         assert best is not None
         print(f"best: F={best[0]:.3f} with {json.dumps(best[1])}")
         if args.write is not None:

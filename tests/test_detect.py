@@ -208,6 +208,24 @@ def test_multi_scale_finds_small_and_large_words() -> None:
     assert _match_error(both, words) < 0.05
 
 
+def test_min_size_is_measured_in_pixels_of_the_resized_image() -> None:
+    image = _image(300, 420)
+    words = _words()  # heights 24, 30, 16, 48 px; every width is larger than its height
+    oracle = OracleModel(words, image.shape[:2])
+
+    def heights(scales: tuple[float, ...], min_size: float) -> list[float]:
+        found = Detector.from_model(
+            oracle, scales=scales, threshold=0.5, min_size=min_size, fold_bn=False
+        )(image)
+        return sorted(round(float(quad_to_rbox(d.quad)[3])) for d in found)
+
+    assert heights((1.0,), 0.0) == [16, 24, 30, 48]
+    assert heights((1.0,), 20.0) == [24, 30, 48]  # 16 px < 20
+    assert heights((2.0,), 20.0) == [16, 24, 30, 48]  # 32 px at twice the size
+    assert heights((0.5,), 20.0) == [48]  # 12, 15, 8 and 24 px at half size
+    assert heights((0.5, 2.0), 20.0) == [16, 24, 30, 48]  # the large scale keeps the small
+
+
 def test_detect_batch_equals_one_call_per_image() -> None:
     model = _tiny_model()
     detector = Detector.from_model(model, scales=(200.0, 1.0), threshold=0.0, batch_size=2)
@@ -255,8 +273,12 @@ def test_load_uses_recommendations_stored_in_the_model_file(tmp_path: Path) -> N
     assert detector.scales == (512.0, 1024.0)
     assert detector.threshold == pytest.approx(0.7)
     assert detector.nms_iou == pytest.approx(detect_module.DEFAULT_NMS_IOU)
-    explicit = Detector.load(tmp_path / "m.pt", scales=[1.0], threshold=0.2)
+    assert detector.min_size == 0.0  # files without it keep every size
+    explicit = Detector.load(tmp_path / "m.pt", scales=[1.0], threshold=0.2, min_size=3)
     assert explicit.scales == (1.0,) and explicit.threshold == pytest.approx(0.2)
+    assert explicit.min_size == 3.0
+    save_model(tmp_path / "s.pt", model, extra={"detect": {"threshold": 0.7, "min_size": 12}})
+    assert Detector.load(tmp_path / "s.pt").min_size == 12.0
 
 
 def test_bad_detector_options_are_rejected(tmp_path: Path) -> None:
@@ -267,6 +289,8 @@ def test_bad_detector_options_are_rejected(tmp_path: Path) -> None:
         Detector.load(tmp_path / "m.pt", nms_iou=0.0)
     with pytest.raises(ValueError, match="scale"):
         Detector.load(tmp_path / "m.pt", scales=[-512])
+    with pytest.raises(ValueError, match="min_size"):
+        Detector.load(tmp_path / "m.pt", min_size=-1.0)
     with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
         Detector.load(tmp_path / "missing.pt")
     (tmp_path / "junk.onnx").write_bytes(b"junk")

@@ -74,7 +74,8 @@ def test_onnx_matches_pytorch_at_three_sizes(config: ModelConfig, tmp_path: Path
 
 def test_graph_is_dynamic_and_carries_metadata(tmp_path: Path) -> None:
     model = _trained_looking(ModelConfig(arch="fcrn-lite", width=0.5))
-    path = export_onnx(model, tmp_path / "m.onnx", opset=17, detect_defaults={"scales": [768]})
+    defaults = {"scales": [768], "min_size": 9}
+    path = export_onnx(model, tmp_path / "m.onnx", opset=17, detect_defaults=defaults)
     proto = onnx.load(str(path))
     assert proto.opset_import[0].version == 17
     dims = proto.graph.input[0].type.tensor_type.shape.dim
@@ -84,7 +85,9 @@ def test_graph_is_dynamic_and_carries_metadata(tmp_path: Path) -> None:
     assert meta["synthloc.stride"] == "32"
     assert meta["synthloc.confidence"] == "linear"
     assert json.loads(meta["synthloc.config"])["width"] == 0.5
-    assert json.loads(meta["synthloc.detect"]) == {"scales": [768]}
+    assert json.loads(meta["synthloc.detect"]) == defaults
+    detector = Detector.load(path)
+    assert detector.scales == (768.0,) and detector.min_size == 9.0
     # No BatchNorm left in the graph: it was folded into the convolutions.
     assert "BatchNormalization" not in {node.op_type for node in proto.graph.node}
     assert not list(tmp_path.glob(".*tmp"))  # the atomic write left no temporary file

@@ -8,8 +8,9 @@ The pipeline for one image (as in the paper, which runs the FCRN at several scal
    always sees stride multiples).
 2. Run the network (PyTorch or onnxruntime) -> prediction map ``[7, Hc, Wc]`` per image.
 3. Decode cells whose confidence reaches ``threshold`` into quads
-   (``synthloc.model.decode_predictions``) and map them back to original-image pixels by the
-   exact per-axis resize factors.
+   (``synthloc.model.decode_predictions``), drop those whose short side is under ``min_size``
+   pixels of the resized image, and map the rest back to original-image pixels by the exact
+   per-axis resize factors.
 4. Merge the detections of all scales and suppress duplicates with rotated NMS
    (``synthloc.nms.rotated_nms``).
 
@@ -45,12 +46,14 @@ from torch import nn
 
 from synthloc.atomic import write_bytes_atomic
 from synthloc.data.icdar import natural_key, write_icdar_results
+from synthloc.geometry import quad_to_rbox
 from synthloc.model import decode_predictions, fold_batchnorm, load_model_with_extra, preprocess
 from synthloc.nms import rotated_nms
 
 DEFAULT_SCALES: tuple[float, ...] = (1024.0,)
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_NMS_IOU = 0.3
+DEFAULT_MIN_SIZE = 0.0
 DEFAULT_BATCH_SIZE = 4
 # Scale values up to this are factors of the original size, larger ones long sides in pixels.
 MAX_SCALE_FACTOR = 8.0
@@ -268,7 +271,11 @@ class Detector:
 
     scales: see the module docstring; threshold: minimum confidence of a cell (after a sigmoid
     for logit models); nms_iou: detections overlapping a better one by more than this IoU
-    are dropped; batch_size: images per forward pass (images of one resized size only).
+    are dropped; min_size: detections whose short side is below this many pixels *of the
+    resized image the network saw* are dropped before NMS (the network cannot resolve words
+    that small, so they are mostly texture; measured per scale, so with several scales a
+    small word is still found at the scale that enlarges it); batch_size: images per
+    forward pass (images of one resized size only).
     """
 
     def __init__(
@@ -280,6 +287,7 @@ class Detector:
         scales: Sequence[float] = DEFAULT_SCALES,
         threshold: float = DEFAULT_THRESHOLD,
         nms_iou: float = DEFAULT_NMS_IOU,
+        min_size: float = DEFAULT_MIN_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         name: str = "",
     ) -> None:
@@ -289,12 +297,15 @@ class Detector:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if not 0.0 < nms_iou <= 1.0:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
+        if not min_size >= 0.0:
+            raise ValueError(f"min_size must be >= 0, got {min_size}")
         self.backend = backend
         self.stride = int(stride)
         self.confidence = confidence
         self.scales = validate_scales(scales)
         self.threshold = float(threshold)
         self.nms_iou = float(nms_iou)
+        self.min_size = float(min_size)
         self.batch_size = int(batch_size)
         self.name = name
 
@@ -308,6 +319,7 @@ class Detector:
         scales: Sequence[float] | None = None,
         threshold: float | None = None,
         nms_iou: float | None = None,
+        min_size: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | torch.device | None = None,
         num_threads: int | None = None,
@@ -331,6 +343,7 @@ class Detector:
             scales=DEFAULT_SCALES if scales is None else scales,
             threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
             nms_iou=DEFAULT_NMS_IOU if nms_iou is None else nms_iou,
+            min_size=DEFAULT_MIN_SIZE if min_size is None else min_size,
             batch_size=batch_size,
             name=name,
         )
@@ -343,6 +356,7 @@ class Detector:
         scales: Sequence[float] | None = None,
         threshold: float | None = None,
         nms_iou: float | None = None,
+        min_size: float | None = None,
         backend: str = "torch",
         device: str | torch.device | None = None,
         num_threads: int | None = None,
@@ -357,7 +371,7 @@ class Detector:
         device: torch backend only; None picks CUDA when available, else CPU.
         num_threads: intra-op threads (torch: set for each call and restored afterwards;
             onnxruntime: the session's ``intra_op_num_threads``). None = library default.
-        scales, threshold, nms_iou: None = the values recommended in the model file
+        scales, threshold, nms_iou, min_size: None = the values recommended in the model file
             (``extra["detect"]``, stored by training) or else the library defaults.
         """
         if backend not in ("torch", "onnxruntime"):
@@ -365,7 +379,12 @@ class Detector:
         model_path = default_model_path() if path is None else Path(path)
         if not model_path.is_file():
             raise FileNotFoundError(f"{model_path}: model file not found")
-        requested = {"scales": scales, "threshold": threshold, "nms_iou": nms_iou}
+        requested = {
+            "scales": scales,
+            "threshold": threshold,
+            "nms_iou": nms_iou,
+            "min_size": min_size,
+        }
         if model_path.suffix.lower() == ".onnx":
             onnx_backend = _OnnxBackend(model_path, num_threads)
             return cls._from_onnx(onnx_backend, model_path, requested, batch_size)
@@ -456,10 +475,15 @@ class Detector:
                 pred_map, self.stride, self.threshold, confidence=self.confidence
             )
             quads = np.asarray(quads, dtype=np.float64).reshape(-1, 4, 2)
+            scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+            if self.min_size > 0.0 and len(quads):
+                sides = quad_to_rbox(quads)[:, 2:4]  # w, h in the resized image
+                keep = sides.min(axis=1) >= self.min_size
+                quads, scores = quads[keep], scores[keep]
             # Exact per-axis factors: rounding the resized size changes the aspect slightly.
             quads[..., 0] *= im.shape[1] / w
             quads[..., 1] *= im.shape[0] / h
-            out.append((quads, np.asarray(scores, dtype=np.float64).reshape(-1)))
+            out.append((quads, scores))
         return out
 
     def _merge(self, found: list[tuple[np.ndarray, np.ndarray]]) -> list[Detection]:
@@ -526,12 +550,14 @@ def _resolve_options(requested: dict[str, Any], hints: object) -> dict[str, Any]
     """Explicit arguments, else the model file's recommendations, else library defaults.
 
     ``hints`` is the model file's ``extra["detect"]`` (or the ONNX ``synthloc.detect``
-    metadata): a dict with any of ``scales``, ``threshold``, ``nms_iou``, written by training.
+    metadata): a dict with any of ``scales``, ``threshold``, ``nms_iou``, ``min_size``, written
+    by ``benchmarks/tune_detect.py``; files written before ``min_size`` existed get 0.
     """
     defaults = {
         "scales": DEFAULT_SCALES,
         "threshold": DEFAULT_THRESHOLD,
         "nms_iou": DEFAULT_NMS_IOU,
+        "min_size": DEFAULT_MIN_SIZE,
     }
     stored = hints if isinstance(hints, dict) else {}
     out: dict[str, Any] = {}

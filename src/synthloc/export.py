@@ -93,8 +93,9 @@ def export_onnx(
     atomically. See the module docstring for the graph's input and output contract.
     ``trace_size`` is the example input used for tracing; its value does not matter because
     every size is dynamic (a non-multiple of 32 by default, to exercise the padding).
-    ``detect_defaults`` (``scales``, ``threshold``, ``nms_iou``; JSON values) are stored as
-    the ``synthloc.detect`` metadata that ``Detector.load`` uses when not told otherwise.
+    ``detect_defaults`` (``scales``, ``threshold``, ``nms_iou``, ``min_size``; JSON values) are
+    stored as the ``synthloc.detect`` metadata that ``Detector.load`` uses when not told
+    otherwise.
     """
     import onnx
 

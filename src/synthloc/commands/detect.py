@@ -46,13 +46,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "recommendation, else 1024",
     )
     parser.add_argument(
-        "--threshold", type=float, default=None, help="minimum word confidence (default 0.5)"
+        "--threshold",
+        type=float,
+        default=None,
+        help="minimum word confidence (default: the model's recommendation, else 0.5)",
     )
     parser.add_argument(
         "--nms-iou",
         type=float,
         default=None,
-        help="IoU above which the weaker of two overlapping detections is dropped (default 0.3)",
+        help="IoU above which the weaker of two overlapping detections is dropped "
+        "(default: the model's recommendation, else 0.3)",
+    )
+    parser.add_argument(
+        "--min-size",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="drop detections whose short side is under PX pixels of the resized image "
+        "(default: the model's recommendation, else 0)",
     )
     parser.add_argument(
         "--backend",
@@ -113,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             scales=args.scales,
             threshold=args.threshold,
             nms_iou=args.nms_iou,
+            min_size=args.min_size,
             backend=args.backend,
             device=args.device,
             num_threads=args.threads,
@@ -153,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         "scales": list(detector.scales),
         "threshold": detector.threshold,
         "nms_iou": detector.nms_iou,
+        "min_size": detector.min_size,
     }
     failed = len(errors)
     words = 0
