@@ -228,6 +228,10 @@ def test_cli_trains_resumes_and_writes_the_run(tmp_path: Path) -> None:
     assert main(resume) == 0 and load_checkpoint(out / "last.pt")["step"] == 5
     assert (out / "model.pt").is_file()
     assert main(["train", "--out", str(tmp_path / "bad"), "--set", "optim.lr=fast"]) == 2
+    # A data source that does not exist fails before the run folder is made.
+    missing = ["train", "--out", str(tmp_path / "none"), "--icdar", str(tmp_path / "absent")]
+    assert main([*missing, "--no-progress"]) == 1
+    assert not (tmp_path / "none").exists()
 
 
 def test_ema_decay_warms_up() -> None:

@@ -624,6 +624,8 @@ def _fit(
     if resume:
         checkpoint = load_checkpoint(run_dir / "last.pt")
         _check_resumable(config, checkpoint, run_dir / "last.pt")
+    # Open the data sources first: a bad path fails here, before any run folder is made.
+    stream = build_stream(config)
     if dist_ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
@@ -634,7 +636,7 @@ def _fit(
         # Each rank's dropout stream differs; the rank offset keeps them apart but reproducible.
         torch.manual_seed(_seed_int(config.seed, _INIT_TAG, 1 + dist_ctx.rank))
     final = min(config.steps, stop_at_step if stop_at_step is not None else config.steps)
-    return trainer.run(final, progress)
+    return trainer.run(final, progress, stream)
 
 
 def _init_weights(path: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
@@ -836,8 +838,9 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self, final: int, progress: bool) -> TrainResult:
-        """Train from ``self.step`` to ``final``; validate, log and checkpoint on schedule."""
+    def run(self, final: int, progress: bool, stream: InfiniteSource) -> TrainResult:
+        """Train from ``self.step`` to ``final`` on ``stream`` (:func:`build_stream`);
+        validate, log and checkpoint on schedule."""
         from tqdm import tqdm
 
         from synthloc.model import save_model
@@ -851,7 +854,7 @@ class Trainer:
         self.model.train()
         loader = build_loader(
             config,
-            build_stream(config),
+            stream,
             dist_ctx,
             start_batch=self.step * self.accum,
             pin=self.device.type == "cuda",
