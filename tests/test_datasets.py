@@ -210,6 +210,7 @@ def test_on_the_fly_synthesis_matches_synthloc_synth(tmp_path: Path) -> None:
     for k in range(3):
         image = cv2.GaussianBlur(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), (0, 0), 8)
         _write_png(tmp_path / f"bg{k}.png", image)
+    (tmp_path / "bg3.png").write_bytes(b"not a png")  # skipped and redrawn by both
     cfg = SynthConfig(size=160, min_instances=1, max_instances=2)
     source = OnTheFlySynthesis(tmp_path, cfg, seed=11)
     first = source[4]
@@ -218,6 +219,31 @@ def test_on_the_fly_synthesis_matches_synthloc_synth(tmp_path: Path) -> None:
     assert first.image.tobytes() == again.image.tobytes() == reference.image.tobytes()
     np.testing.assert_array_equal(first.word_quads, reference.word_quads)
     assert first.words == reference.words and first.name == reference.name
+    # With warm caches, and across the draws that hit the corrupt file, still sample for sample.
+    skipped = 0
+    for index in range(8):
+        result = render_sample(11, index, cfg, list_backgrounds(tmp_path), tmp_path)
+        skipped += len(result.failed_backgrounds)
+        assert source[index].image.tobytes() == result.sample.image.tobytes()
+    assert skipped > 0  # the corrupt file was drawn at least once
+
+
+def test_background_loader_cache_keeps_the_most_recent(tmp_path: Path) -> None:
+    from synthloc.synth.runner import background_source
+
+    for k in range(3):
+        _write_png(tmp_path / f"bg{k}.png", np.full((80, 120, 3), 50 * k + 20, np.uint8))
+    source = background_source(tmp_path)
+    assert source is not None
+    with source.open(cache_size=2) as loader:
+        first, _ = loader.load(0, 64)
+        assert loader.load(0, 64)[0] is first  # cached
+        assert loader.load(0, 32)[0] is not first  # another size is another entry
+        loader.load(1, 64)  # now holds (0, 32) and (1, 64): (0, 64) was least recent
+        again, _ = loader.load(0, 64)
+        assert again is not first and again.image.tobytes() == first.image.tobytes()
+    with source.open() as uncached:
+        assert uncached.load(2, 64)[0] is not uncached.load(2, 64)[0]
 
 
 def test_config_yaml_and_overrides(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,8 +43,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-# Draws of another background when one cannot be loaded (as ``synthloc synth`` does).
-_BACKGROUND_TRIES = 8
 # Stream tags keep the seed sequences of the different random decisions apart.
 _MIXTURE_TAG = 0x4D49
 _SHUFFLE_TAG = 0x5348
@@ -272,14 +269,12 @@ class OnTheFlySynthesis:
             raise ValueError(str(error)) from error
         if self.source is not None and not self.source.names:
             raise ValueError(f"{backgrounds}: no background images found")
-        self._cache: OrderedDict[int, Any] = OrderedDict()
         self._renderer: Any = None
         self._loader: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         # Workers start with empty caches and open their own renderer and files.
-        state["_cache"] = OrderedDict()
         state["_renderer"] = None
         state["_loader"] = None
         return state
@@ -291,44 +286,30 @@ class OnTheFlySynthesis:
             self._renderer = SceneRenderer(self.config, cache_size=self.cache_size)
         return self._renderer
 
-    def _background(self, position: int) -> Any:
-        if position in self._cache:
-            self._cache.move_to_end(position)
-            return self._cache[position]
-        source = self.source
-        assert source is not None, "backgrounds are only loaded from a background source"
-        if self._loader is None:
-            self._loader = source.open()
-        background, map_errors = self._loader.load(position, self.config.size)
-        for kind, message in sorted(map_errors.items()):
-            _log.warning("%s map of %s left out: %s", kind, source.names[position], message)
-        self._cache[position] = background
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return background
+    def _get_loader(self) -> Any:
+        if self._loader is None and self.source is not None:
+            self._loader = self.source.open(cache_size=self.cache_size)
+        return self._loader
 
     def __getitem__(self, index: int) -> Sample:
         """Render element ``index``; draws exactly like ``synthloc synth`` sample ``index``.
 
-        An unloadable background is replaced by another draw (at most ``_BACKGROUND_TRIES``,
-        then the procedural default); an engine failure is re-raised as ValueError naming the
-        sample, so the training stream counts it and substitutes another element.
+        Backgrounds are drawn by :func:`synthloc.synth.runner.pick_background` (an unloadable
+        one is logged and replaced by another draw, then by the procedural default); an engine
+        failure is re-raised as ValueError naming the sample, so the training stream counts
+        it and substitutes another element.
         """
-        from synthloc.synth import default_background, render_scene
-        from synthloc.synth.backgrounds import BackgroundError
+        from synthloc.synth import render_scene
+        from synthloc.synth.runner import pick_background
 
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(index)]))
-        background = None
-        names = self.source.names if self.source is not None else ()
-        for _ in range(_BACKGROUND_TRIES if names else 0):
-            choice = int(rng.integers(len(names)))
-            try:
-                background = self._background(choice)
-                break
-            except BackgroundError as error:
-                _log.warning("skipping background: %s", error)
-        if background is None:
-            background = default_background(rng, self.config.size)
+        background, _, failures, failed_maps = pick_background(
+            rng, self.source, self._get_loader(), self.config.size
+        )
+        for label, message in failures:
+            _log.warning("skipping background %s: %s", label, message)
+        for label, message in failed_maps:  # "depth:<name>": reported on its first load only
+            _log.warning("%s map left out: %s", label, message)
         try:
             sample: Sample = render_scene(background, self.config, rng, self._get_renderer())
         except Exception as error:  # any engine bug: reported, counted and replaced upstream

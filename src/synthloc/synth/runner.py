@@ -47,6 +47,7 @@ import multiprocessing
 import shutil
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -151,20 +152,24 @@ class BackgroundSource:
         name = self.names[position]
         return self.path / name if self.path is not None else Path(name)
 
-    def open(self) -> BackgroundLoader:
+    def open(self, cache_size: int = 0) -> BackgroundLoader:
         """A loader for this process (close it, or use it in a ``with`` block)."""
-        return BackgroundLoader(self)
+        return BackgroundLoader(self, cache_size)
 
 
 class BackgroundLoader:
     """Loads the backgrounds of a :class:`BackgroundSource` in the current process.
 
     For a dset.h5 it holds this process's file handle (opened on first use) until
-    :meth:`close`.
+    :meth:`close`. With ``cache_size`` > 0 it keeps that many decoded backgrounds (least
+    recently used dropped first; keyed by position and size), for long-lived processes such
+    as training data workers that draw the same photos again and again.
     """
 
-    def __init__(self, source: BackgroundSource) -> None:
+    def __init__(self, source: BackgroundSource, cache_size: int = 0) -> None:
         self.source = source
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[tuple[int, int], Background] = OrderedDict()
         self._dset = (
             DsetReader(source.path) if source.kind == "dset" and source.path is not None else None
         )
@@ -188,15 +193,25 @@ class BackgroundLoader:
         """Background ``names[position]`` resized to long side ``size``, and its map errors.
 
         Returns ``(background, {"depth" | "seg": message})``: a map that cannot be used is left
-        out and reported. Raises :class:`BackgroundError` when the image itself is unusable.
+        out and reported (on the first load only; a cached background comes back with no
+        errors). Raises :class:`BackgroundError` when the image itself is unusable.
         """
+        key = (int(position), int(size))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key], {}
         source = self.source
         map_errors: dict[str, str] = {}
         if self._dset is not None:
-            return self._dset.load(source.names[position], size, map_errors), map_errors
-        depth = source.depth[position] if source.depth else None
-        seg = source.seg[position] if source.seg else None
-        background = load_background(source.photo(position), size, depth, seg, map_errors)
+            background = self._dset.load(source.names[position], size, map_errors)
+        else:
+            depth = source.depth[position] if source.depth else None
+            seg = source.seg[position] if source.seg else None
+            background = load_background(source.photo(position), size, depth, seg, map_errors)
+        if self.cache_size > 0:
+            self._cache[key] = background
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return background, map_errors
 
 
@@ -302,13 +317,18 @@ class RenderedSample:
     failed_maps: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _pick_background(
+def pick_background(
     rng: np.random.Generator,
     source: BackgroundSource | None,
     loader: BackgroundLoader | None,
     size: int,
 ) -> tuple[Background, str, list[tuple[str, str]], list[tuple[str, str]]]:
-    """(background, label, failed backgrounds, failed maps); see the module docstring."""
+    """Draw a background for one sample: ``(background, label, failed backgrounds, failed maps)``.
+
+    Up to ``MAX_BACKGROUND_TRIES`` draws from ``source`` (an unloadable photo is recorded and
+    another drawn), then the procedural default; see the module docstring. The draws depend
+    on ``rng`` alone, so every caller picks the same background for the same generator state.
+    """
     from synthloc.synth import default_background
 
     failures: list[tuple[str, str]] = []
@@ -356,9 +376,7 @@ def render_sample(
     # just for this sample.
     context = nullcontext(loader) if loader is not None else _loader(source)
     with context as active:
-        background, label, failures, failed_maps = _pick_background(
-            rng, source, active, config.size
-        )
+        background, label, failures, failed_maps = pick_background(rng, source, active, config.size)
     name = sample_name(seed, index)
     try:
         sample = render_scene(background, config, rng, renderer)
