@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,7 @@ import torch
 
 from synthloc.cli import main
 from synthloc.model import load_model
-from synthloc.train import NonFiniteLossError, fit, load_checkpoint, lr_factor
+from synthloc.train import NonFiniteLossError, fit, load_checkpoint, lr_factor, validate
 from synthloc.train_config import ScheduleConfig, TrainConfig, load_config
 
 LETTERS = list("ABCDEFGHKLMNPRSTUVWXYZ")
@@ -123,6 +124,12 @@ def test_overfit_sixteen_images_reaches_f90(tmp_path: Path) -> None:
     reloaded = load_model(result.model_path)
     model = result.model
     assert model is not None
+    # Validation applies val.min_size: 1 px keeps every word, 1000 px drops every detection.
+    cpu = torch.device("cpu")
+    kept = validate(model, replace(config, val=replace(config.val, min_size=1.0)), cpu)
+    assert kept["data/hmean"] == result.last_validation["data/hmean"]
+    dropped = validate(model, replace(config, val=replace(config.val, min_size=1000.0)), cpu)
+    assert dropped["data/recall"] == 0.0 and dropped["data/hmean"] == 0.0
     for name, value in model.state_dict().items():
         assert torch.equal(value, reloaded.state_dict()[name])
 

@@ -409,11 +409,13 @@ def predict_quads(
     nms_iou: float,
     device: torch.device,
     batch_size: int = 8,
+    min_size: float = 0.0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Single-scale detection for validation, with :class:`synthloc.detect.Detector` (on a
     BatchNorm-folded copy, so ``model`` itself is left as it is): long side ``max_side``,
-    decode, rotated NMS, quads mapped back. images: uint8 [H, W, 3] RGB each. Returns per image
-    quads float32 [K, 4, 2] in the image's own pixels and scores float32 [K]."""
+    decode, the ``min_size`` filter, rotated NMS, quads mapped back. images: uint8 [H, W, 3]
+    RGB each. Returns per image quads float32 [K, 4, 2] in the image's own pixels and scores
+    float32 [K]."""
     from synthloc.detect import Detector
 
     detector = Detector.from_model(
@@ -421,6 +423,7 @@ def predict_quads(
         scales=[float(max_side)],
         threshold=score_threshold,
         nms_iou=nms_iou,
+        min_size=min_size,
         batch_size=batch_size,
         device=device,
     )
@@ -451,6 +454,7 @@ def _score(
         val.nms_iou,
         device,
         val.batch_size,
+        val.min_size,
     )
     gt = {}
     pred: dict[str, Any] = {}
