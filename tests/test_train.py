@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -239,6 +243,38 @@ def test_cli_trains_resumes_and_writes_the_run(tmp_path: Path) -> None:
     missing = ["train", "--out", str(tmp_path / "none"), "--icdar", str(tmp_path / "absent")]
     assert main([*missing, "--no-progress"]) == 1
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_run_after_a_checkpoint(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGTERM or SIGINT to the whole process group (as `timeout` or Ctrl-C send it), loader
+    worker included: the step in progress finishes, last.pt holds it, exit status 128 + N."""
+    folder = write_text_folder(tmp_path / "data", count=4, seed=3, size=96)
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "synthloc", "train", "--out", str(out), "--icdar", str(folder),
+        "--steps", "100000", "--batch-size", "2", "--workers", "1", "--threads", "1",
+        "--no-progress", "--set", "model.width=0.25", "--set", "data.augment.size=64",
+        "--set", "val.synth_count=0", "--set", "val.every=0", "--set", "log_every=1",
+        "--set", "checkpoint_every=100000",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 3):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no training steps logged within 120 s"
+        time.sleep(0.05)
+    assert not (out / "last.pt").exists()  # no scheduled checkpoint before step 100000
+    os.killpg(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, stderr
+    logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert load_checkpoint(out / "last.pt")["step"] == max(logged) >= 3
+    assert f"stopped by {sig.name}" in stdout and "--resume" in stdout
+    assert "Traceback" not in stderr, stderr
 
 
 def test_ema_decay_warms_up() -> None:

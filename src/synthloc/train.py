@@ -30,6 +30,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -124,6 +126,7 @@ class TrainResult:
     data_failures: int = 0
     model_path: Path | None = None
     model: nn.Module | None = None
+    stopped_by: str | None = None
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -187,6 +190,10 @@ def build_stream(config: TrainConfig) -> InfiniteSource:
 _WORKER_NICENESS = 5
 
 
+def _default_sigterm_next_time(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _worker_init(worker_id: int) -> None:
     """Runs in each DataLoader worker process only: single-threaded OpenCV, lower priority.
 
@@ -198,6 +205,11 @@ def _worker_init(worker_id: int) -> None:
 
     del worker_id
     cv2.setNumThreads(1)
+    # Ctrl-C and `kill -- -PGID` signal the whole process group. The main process then ends
+    # the run after a checkpoint (StopSignals) and shuts the workers down itself, so they
+    # ignore SIGINT and the first SIGTERM (a second one, e.g. from terminate(), still kills).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _default_sigterm_next_time)
     if hasattr(os, "nice"):
         try:
             os.nice(_WORKER_NICENESS)
@@ -574,6 +586,46 @@ def _batches(loader: torch.utils.data.DataLoader[Any]) -> Iterator[Batch]:
     yield from loader
 
 
+class StopSignals:
+    """While active, the first SIGTERM or SIGINT only asks the training loop to stop: it ends
+    after the current step and a checkpoint, like ``stop_at_step``. The handlers are then put
+    back, so a second signal acts as usual (SIGINT raises KeyboardInterrupt). Signal handlers
+    can only be set from the main thread; elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signal.Signals(signum).name
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()
+
+
+def _any_rank(flag: bool, dist_ctx: DistContext, device: torch.device) -> bool:
+    """True when ``flag`` is set on some rank (one tiny all-reduce under torchrun)."""
+    if not dist_ctx.enabled:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
 def _seed_int(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
@@ -844,7 +896,8 @@ class Trainer:
 
     def run(self, final: int, progress: bool, stream: InfiniteSource) -> TrainResult:
         """Train from ``self.step`` to ``final`` on ``stream`` (:func:`build_stream`);
-        validate, log and checkpoint on schedule."""
+        validate, log and checkpoint on schedule. SIGTERM or SIGINT ends the run early after
+        the current step and a checkpoint (:class:`StopSignals`)."""
         from tqdm import tqdm
 
         from synthloc.model import save_model
@@ -878,43 +931,52 @@ class Trainer:
         window_steps = 0
         window_start = time.perf_counter()
         last_val: dict[str, float] = {}
+        stopped_by: str | None = None
         try:
-            while self.step < final:
-                terms = self.train_step(batches)
-                if terms is not None:
-                    for name, value in terms.items():
-                        window[name] = window.get(name, 0.0) + value
-                    window_steps += 1
-                self.scheduler.step()
-                self.step += 1
-                bar.update(1)
-                step = self.step
+            with StopSignals() as signals:
+                while self.step < final:
+                    terms = self.train_step(batches)
+                    if terms is not None:
+                        for name, value in terms.items():
+                            window[name] = window.get(name, 0.0) + value
+                        window_steps += 1
+                    self.scheduler.step()
+                    self.step += 1
+                    bar.update(1)
+                    step = self.step
 
-                if step % max(1, config.log_every) == 0 or step == final:
-                    elapsed = max(1e-9, time.perf_counter() - window_start)
-                    rate = images_per_step * max(1, window_steps) / elapsed
-                    averaged = {k: v / max(1, window_steps) for k, v in window.items()}
-                    row = {
-                        **averaged,
-                        "lr": float(self.optimizer.param_groups[0]["lr"]),
-                        "images_per_s": rate,
-                        "nonfinite_steps": float(self.nonfinite_total),
-                        "data_failures": float(self.data_failures),
-                    }
-                    self.log.write("train", step, row)
-                    bar.set_postfix(
-                        loss=f"{averaged.get('total', float('nan')):.3f}",
-                        pose=f"{averaged.get('pose', float('nan')):.3f}",
-                        cpos=f"{averaged.get('conf_pos', float('nan')):.3f}",
-                        cneg=f"{averaged.get('conf_neg', float('nan')):.3f}",
-                        img_s=f"{rate:.1f}",
-                    )
-                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                    if step % max(1, config.log_every) == 0 or step == final:
+                        elapsed = max(1e-9, time.perf_counter() - window_start)
+                        rate = images_per_step * max(1, window_steps) / elapsed
+                        averaged = {k: v / max(1, window_steps) for k, v in window.items()}
+                        row = {
+                            **averaged,
+                            "lr": float(self.optimizer.param_groups[0]["lr"]),
+                            "images_per_s": rate,
+                            "nonfinite_steps": float(self.nonfinite_total),
+                            "data_failures": float(self.data_failures),
+                        }
+                        self.log.write("train", step, row)
+                        bar.set_postfix(
+                            loss=f"{averaged.get('total', float('nan')):.3f}",
+                            pose=f"{averaged.get('pose', float('nan')):.3f}",
+                            cpos=f"{averaged.get('conf_pos', float('nan')):.3f}",
+                            cneg=f"{averaged.get('conf_neg', float('nan')):.3f}",
+                            img_s=f"{rate:.1f}",
+                        )
+                        window, window_steps, window_start = {}, 0, time.perf_counter()
 
-                if step == config.steps or (config.val.every > 0 and step % config.val.every == 0):
-                    last_val = self.validate()
-                if step % max(1, config.checkpoint_every) == 0 or step == final:
-                    self.save_checkpoint()
+                    if step == config.steps or (
+                        config.val.every > 0 and step % config.val.every == 0
+                    ):
+                        last_val = self.validate()
+                    # A stop request ends the run like stop_at_step: after a checkpoint.
+                    stop = _any_rank(signals.received is not None, dist_ctx, self.device)
+                    if step % max(1, config.checkpoint_every) == 0 or step == final or stop:
+                        self.save_checkpoint()
+                    if stop:
+                        stopped_by = signals.received or "a signal to another rank"
+                        break
         finally:
             bar.close()
             self.log.close()
@@ -932,4 +994,5 @@ class Trainer:
             data_failures=self.data_failures,
             model_path=model_path,
             model=self.eval_model(),
+            stopped_by=stopped_by,
         )

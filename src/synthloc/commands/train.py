@@ -8,6 +8,8 @@ e.g. --set optim.lr=0.01 --set data.augment.size=512 --set model.width=0.75).
 
 The run directory receives config.yaml (resolved), last.pt (latest checkpoint), best.pt and
 best_model.pt (best validation F), model.pt (final weights), metrics.jsonl and metrics.csv.
+SIGTERM or Ctrl-C ends a run after the current step and a checkpoint (exit status 143 or 130;
+a second signal acts at once); continue it with --resume.
 
 examples:
   synthloc train --config configs/fcrn_lite_synth.yaml --out runs/lite
@@ -19,6 +21,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -117,6 +120,10 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# A run stopped by a signal (after its checkpoint) exits as a killed process would.
+_SIGNAL_EXIT = {name: 128 + int(getattr(signal, name)) for name in ("SIGTERM", "SIGINT")}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -157,7 +164,13 @@ def run(args: argparse.Namespace) -> int:
         summary += f", {result.data_failures} unreadable samples replaced"
     print(f"synthloc train: {summary}; run in {result.out_dir}")
     if result.step < config.steps:
-        print(f"synthloc train: stopped before step {config.steps}; continue with --resume")
+        reason = f" by {result.stopped_by}" if result.stopped_by else ""
+        print(
+            f"synthloc train: stopped{reason} before step {config.steps}, after a checkpoint; "
+            "continue with --resume"
+        )
+    if result.stopped_by in _SIGNAL_EXIT:
+        return _SIGNAL_EXIT[result.stopped_by]
     if result.model_path is not None:
         print(f"synthloc train: final model {result.model_path}")
     return 0
