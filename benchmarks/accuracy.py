@@ -9,7 +9,9 @@ Usage: python benchmarks/accuracy.py [--model M] [--json results.json]
 
 Each set is scored single scale (``--single``; default: the model's own recommended scales
 and threshold, which benchmarks/tune_detect.py chose on synthetic validation data) and
-multi-scale (``--multi``). Prints one line
+multi-scale (``--multi``; default: the multi-scale setting stored in the model file by
+``tune_detect.py --key detect_multiscale``, also chosen on synthetic validation data, else
+``MULTI_SCALE`` with the model's threshold and min_size). Prints one line
 per (set, scales) with precision, recall, F and images/s, and writes them as JSON on request.
 """
 
@@ -24,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from synthloc.data.icdar import IcdarGT, list_icdar_folder, read_icdar_gt
-from synthloc.detect import Detector
+from synthloc.detect import Detector, default_model_path
 from synthloc.evaluate import evaluate_ic15
+from synthloc.model import load_model_with_extra
 from synthloc.synth import SynthConfig
 from synthloc.synth.runner import synthesize
 
@@ -50,6 +53,14 @@ def make_synthetic_set(out: Path, count: int, seed: int, size: int = 512) -> Pat
         progress=False,
     )
     return out
+
+
+def multi_scale_setting(model: Path | None) -> dict[str, object]:
+    """The model file's tuned multi-scale setting (scales, threshold, nms_iou, min_size), or
+    just ``MULTI_SCALE`` (the model's other defaults then apply) when it stores none."""
+    _, extra = load_model_with_extra(model or default_model_path())
+    stored = extra.get("detect_multiscale")
+    return dict(stored) if isinstance(stored, dict) else {"scales": list(MULTI_SCALE)}
 
 
 def score_folder(detector: Detector, folder: Path) -> dict[str, float]:
@@ -85,7 +96,7 @@ def main() -> None:
     parser.add_argument("--synthetic-dir", type=Path, default=None, help="keep the set here")
     parser.add_argument("--icdar", type=Path, default=SHARED / "real" / "icdar2015_dev")
     parser.add_argument("--single", type=float, nargs="+", default=None)
-    parser.add_argument("--multi", type=float, nargs="+", default=list(MULTI_SCALE))
+    parser.add_argument("--multi", type=float, nargs="+", default=None)
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -98,18 +109,22 @@ def main() -> None:
         sets = {"synthetic": synthetic_dir}
         if args.icdar is not None and args.icdar.is_dir():
             sets["icdar2015_dev"] = args.icdar
-        for scales_name, scales in (("single", args.single), ("multi", args.multi)):
-            detector = Detector.load(
-                args.model, scales=scales, threshold=args.threshold, num_threads=args.threads
-            )
+        single = {"scales": args.single, "threshold": args.threshold}
+        multi = {"scales": args.multi, "threshold": args.threshold}
+        if args.multi is None:
+            multi = {**multi, **multi_scale_setting(args.model)}
+        for scales_name, options in (("single", single), ("multi", multi)):
+            detector = Detector.load(args.model, num_threads=args.threads, **options)
             for set_name, folder in sets.items():
                 figures = score_folder(detector, folder)
                 figures["scales"] = list(detector.scales)  # type: ignore[assignment]
                 figures["threshold"] = detector.threshold
+                figures["min_size"] = detector.min_size
                 results[f"{set_name}/{scales_name}"] = figures
                 print(
                     f"{set_name:14s} {scales_name:6s} scales={detector.scales} "
-                    f"threshold={detector.threshold} images={figures['images']} "
+                    f"threshold={detector.threshold} min_size={detector.min_size} "
+                    f"images={figures['images']} "
                     f"P={figures['precision']:.3f} R={figures['recall']:.3f} "
                     f"F={figures['hmean']:.3f} ({figures['images_per_s']:.2f} images/s)"
                 )

@@ -60,8 +60,12 @@ def table(results: dict[str, Any]) -> str:
     ):
         if key in acc:
             row = acc[key]
+            scales = ", ".join(f"{scale:g}" for scale in row["scales"])
+            setting = f"long side {scales}, threshold {row['threshold']:g}"
+            if "min_size" in row:
+                setting += f", min size {row['min_size']:g}"
             lines.append(
-                f"| {label} {row['scales']} | F {_fmt(row['hmean'])} "
+                f"| {label} ({setting}) | F {_fmt(row['hmean'])} "
                 f"(P {_fmt(row['precision'])}, R {_fmt(row['recall'])}) |"
             )
     det = results["detect_speed"]

@@ -7,7 +7,9 @@ Renders ``--count`` images with the validation seed (the training config's ``val
 never a training or test seed), scores every combination of ``--scales`` sets,
 ``--thresholds`` and ``--min-sizes`` with the ICDAR 2015 protocol, prints the grid, and with
 ``--write`` saves the model again with the best combination in ``extra["detect"]``, which
-``Detector.load`` and ``synthloc detect`` use as their defaults. Real photos are never used here.
+``Detector.load`` and ``synthloc detect`` use as their defaults, or with ``--key
+detect_multiscale`` in ``extra["detect_multiscale"]``, the multi-scale setting that
+benchmarks/accuracy.py reports. Real photos are never used here.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def main() -> None:
     parser.add_argument("--nms-iou", type=float, default=0.3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", type=Path, default=None, help="save the tuned model here")
+    parser.add_argument(
+        "--key",
+        choices=("detect", "detect_multiscale"),
+        default="detect",
+        help="where --write stores the choice: the detector's defaults, or the multi-scale "
+        "setting that benchmarks/accuracy.py reports",
+    )
     args = parser.parse_args()
 
     best: tuple[float, dict[str, object]] | None = None
@@ -90,7 +99,8 @@ def main() -> None:
         print(f"best: F={best[0]:.3f} with {json.dumps(best[1])}")
         if args.write is not None:
             tuned, extra = load_model_with_extra(args.model)
-            extra = {**extra, "detect": best[1], "detect_tuned_on": f"synthetic seed {args.seed}"}
+            tuned_on = f"synthetic seed {args.seed}"
+            extra = {**extra, args.key: best[1], f"{args.key}_tuned_on": tuned_on}
             save_model(args.write, tuned, extra)
             print(f"wrote {args.write}")
 
