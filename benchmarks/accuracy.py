@@ -110,9 +110,9 @@ def main() -> None:
         if args.icdar is not None and args.icdar.is_dir():
             sets["icdar2015_dev"] = args.icdar
         single = {"scales": args.single, "threshold": args.threshold}
-        multi = {"scales": args.multi, "threshold": args.threshold}
-        if args.multi is None:
-            multi = {**multi, **multi_scale_setting(args.model)}
+        multi = multi_scale_setting(args.model) if args.multi is None else {"scales": args.multi}
+        if args.threshold is not None:  # an explicit threshold applies to both rows
+            multi["threshold"] = args.threshold
         for scales_name, options in (("single", single), ("multi", multi)):
             detector = Detector.load(args.model, num_threads=args.threads, **options)
             for set_name, folder in sets.items():

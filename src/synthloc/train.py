@@ -587,10 +587,11 @@ def _batches(loader: torch.utils.data.DataLoader[Any]) -> Iterator[Batch]:
 
 
 class StopSignals:
-    """While active, the first SIGTERM or SIGINT only asks the training loop to stop: it ends
-    after the current step and a checkpoint, like ``stop_at_step``. The handlers are then put
-    back, so a second signal acts as usual (SIGINT raises KeyboardInterrupt). Signal handlers
-    can only be set from the main thread; elsewhere this does nothing."""
+    """Between ``install`` and ``restore``, the first SIGTERM or SIGINT only asks the training
+    loop to stop: it ends after the current step and a checkpoint, like ``stop_at_step``. The
+    previous handlers are then put back, so a second signal acts as usual (SIGINT raises
+    KeyboardInterrupt). Handlers can only be set from the main thread; elsewhere this does
+    nothing."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -598,23 +599,19 @@ class StopSignals:
         self.received: str | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> StopSignals:
+    def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
-        return self
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received = signal.Signals(signum).name
-        self._restore()
+        self.restore()
 
-    def _restore(self) -> None:
+    def restore(self) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous.clear()
-
-    def __exit__(self, *exc: object) -> None:
-        self._restore()
 
 
 def _any_rank(flag: bool, dist_ctx: DistContext, device: torch.device) -> bool:
@@ -932,52 +929,52 @@ class Trainer:
         window_start = time.perf_counter()
         last_val: dict[str, float] = {}
         stopped_by: str | None = None
+        signals = StopSignals()
         try:
-            with StopSignals() as signals:
-                while self.step < final:
-                    terms = self.train_step(batches)
-                    if terms is not None:
-                        for name, value in terms.items():
-                            window[name] = window.get(name, 0.0) + value
-                        window_steps += 1
-                    self.scheduler.step()
-                    self.step += 1
-                    bar.update(1)
-                    step = self.step
+            signals.install()
+            while self.step < final:
+                terms = self.train_step(batches)
+                if terms is not None:
+                    for name, value in terms.items():
+                        window[name] = window.get(name, 0.0) + value
+                    window_steps += 1
+                self.scheduler.step()
+                self.step += 1
+                bar.update(1)
+                step = self.step
 
-                    if step % max(1, config.log_every) == 0 or step == final:
-                        elapsed = max(1e-9, time.perf_counter() - window_start)
-                        rate = images_per_step * max(1, window_steps) / elapsed
-                        averaged = {k: v / max(1, window_steps) for k, v in window.items()}
-                        row = {
-                            **averaged,
-                            "lr": float(self.optimizer.param_groups[0]["lr"]),
-                            "images_per_s": rate,
-                            "nonfinite_steps": float(self.nonfinite_total),
-                            "data_failures": float(self.data_failures),
-                        }
-                        self.log.write("train", step, row)
-                        bar.set_postfix(
-                            loss=f"{averaged.get('total', float('nan')):.3f}",
-                            pose=f"{averaged.get('pose', float('nan')):.3f}",
-                            cpos=f"{averaged.get('conf_pos', float('nan')):.3f}",
-                            cneg=f"{averaged.get('conf_neg', float('nan')):.3f}",
-                            img_s=f"{rate:.1f}",
-                        )
-                        window, window_steps, window_start = {}, 0, time.perf_counter()
+                if step % max(1, config.log_every) == 0 or step == final:
+                    elapsed = max(1e-9, time.perf_counter() - window_start)
+                    rate = images_per_step * max(1, window_steps) / elapsed
+                    averaged = {k: v / max(1, window_steps) for k, v in window.items()}
+                    row = {
+                        **averaged,
+                        "lr": float(self.optimizer.param_groups[0]["lr"]),
+                        "images_per_s": rate,
+                        "nonfinite_steps": float(self.nonfinite_total),
+                        "data_failures": float(self.data_failures),
+                    }
+                    self.log.write("train", step, row)
+                    bar.set_postfix(
+                        loss=f"{averaged.get('total', float('nan')):.3f}",
+                        pose=f"{averaged.get('pose', float('nan')):.3f}",
+                        cpos=f"{averaged.get('conf_pos', float('nan')):.3f}",
+                        cneg=f"{averaged.get('conf_neg', float('nan')):.3f}",
+                        img_s=f"{rate:.1f}",
+                    )
+                    window, window_steps, window_start = {}, 0, time.perf_counter()
 
-                    if step == config.steps or (
-                        config.val.every > 0 and step % config.val.every == 0
-                    ):
-                        last_val = self.validate()
-                    # A stop request ends the run like stop_at_step: after a checkpoint.
-                    stop = _any_rank(signals.received is not None, dist_ctx, self.device)
-                    if step % max(1, config.checkpoint_every) == 0 or step == final or stop:
-                        self.save_checkpoint()
-                    if stop:
-                        stopped_by = signals.received or "a signal to another rank"
-                        break
+                if step == config.steps or (config.val.every > 0 and step % config.val.every == 0):
+                    last_val = self.validate()
+                # A stop request ends the run like stop_at_step: after a checkpoint.
+                stop = _any_rank(signals.received is not None, dist_ctx, self.device)
+                if step % max(1, config.checkpoint_every) == 0 or step == final or stop:
+                    self.save_checkpoint()
+                if stop:
+                    stopped_by = signals.received or "a signal to another rank"
+                    break
         finally:
+            signals.restore()
             bar.close()
             self.log.close()
 
