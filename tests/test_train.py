@@ -134,6 +134,18 @@ def test_overfit_sixteen_images_reaches_f90(tmp_path: Path) -> None:
     assert kept["data/hmean"] == result.last_validation["data/hmean"]
     dropped = validate(model, replace(config, val=replace(config.val, min_size=1000.0)), cpu)
     assert dropped["data/recall"] == 0.0 and dropped["data/hmean"] == 0.0
+    # A threshold grid scores one detection pass at each threshold: each entry equals a plain
+    # validation at that threshold, and the best F is reported with its threshold.
+    grid_val = replace(config.val, score_thresholds=[0.9, 0.5, 2.0])
+    grid = validate(model, replace(config, val=grid_val), cpu)
+    at_09 = validate(model, replace(config, val=replace(config.val, score_threshold=0.9)), cpu)
+    assert grid["data/hmean@0.9"] == at_09["data/hmean"]
+    assert grid["data/hmean@0.5"] == result.last_validation["data/hmean"]
+    assert grid["data/hmean@2"] == 0.0
+    assert grid["data/hmean"] == max(grid["data/hmean@0.5"], grid["data/hmean@0.9"])
+    best_at = 0.5 if grid["data/hmean@0.5"] >= grid["data/hmean@0.9"] else 0.9
+    assert grid["data/threshold"] == best_at
+    assert "data/threshold" not in result.last_validation
     for name, value in model.state_dict().items():
         assert torch.equal(value, reloaded.state_dict()[name])
 

@@ -455,27 +455,42 @@ def _score(
     val: ValConfig,
     device: torch.device,
 ) -> dict[str, float]:
+    """ic15 scores of ``model`` on ``samples`` at ``val``'s settings. With
+    ``val.score_thresholds``, one detection pass at the lowest threshold is scored at each
+    (keeping the detections at or above it), and the best F is returned with its threshold."""
     from synthloc.data.icdar import IcdarGT
     from synthloc.evaluate import evaluate_ic15
 
+    thresholds = sorted(val.score_thresholds) or [val.score_threshold]
     predictions = predict_quads(
         model,
         [s.image for s in samples],
         max_side,
-        val.score_threshold,
+        thresholds[0],
         val.nms_iou,
         device,
         val.batch_size,
         val.min_size,
     )
-    gt = {}
-    pred: dict[str, Any] = {}
-    for k, (sample, (quads, scores)) in enumerate(zip(samples, predictions)):
-        key = f"{k:06d}_{sample.name}"
-        gt[key] = IcdarGT(quads=sample.word_quads, words=sample.words, ignore=sample.ignore)
-        pred[key] = (quads, scores)
-    result = evaluate_ic15(gt, pred)
-    return {"precision": result.precision, "recall": result.recall, "hmean": result.hmean}
+    gt = {
+        f"{k:06d}_{s.name}": IcdarGT(quads=s.word_quads, words=s.words, ignore=s.ignore)
+        for k, s in enumerate(samples)
+    }
+    best: dict[str, float] = {}
+    per_threshold: dict[str, float] = {}
+    for threshold in thresholds:
+        pred: dict[str, Any] = {
+            key: (quads[scores >= threshold], scores[scores >= threshold])
+            for key, (quads, scores) in zip(gt, predictions)
+        }
+        result = evaluate_ic15(gt, pred)
+        per_threshold[f"hmean@{threshold:g}"] = result.hmean
+        if not best or result.hmean > best["hmean"]:
+            best = {"precision": result.precision, "recall": result.recall, "hmean": result.hmean}
+            best["threshold"] = threshold
+    if not val.score_thresholds:
+        return {k: best[k] for k in ("precision", "recall", "hmean")}
+    return {**best, **per_threshold}
 
 
 def validate(

@@ -128,6 +128,12 @@ class ValConfig:
     resized image), then rotated NMS at ``nms_iou``; ic15 protocol. Setting these to the
     detection settings a model will ship with (e.g. ``max_side`` 768, ``score_threshold``
     0.85, ``min_size`` 12) makes ``best.pt`` the best checkpoint at those settings.
+
+    ``score_thresholds`` (optional) tunes the threshold inside validation: each set is detected
+    once at the lowest of them and scored at each (a higher threshold after NMS and the size
+    filter equals that threshold before them), and the best F is reported as ``hmean`` with its
+    ``threshold``. A model's confidence scale drifts during training, so this picks
+    ``best.pt`` by the F the model would ship with after tuning, not at one fixed threshold.
     """
 
     every: int = 1000
@@ -140,6 +146,7 @@ class ValConfig:
     score_threshold: float = 0.5
     nms_iou: float = 0.3
     min_size: float = 0.0
+    score_thresholds: list[float] = field(default_factory=list)
     batch_size: int = 8
 
 
