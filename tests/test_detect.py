@@ -281,6 +281,24 @@ def test_load_uses_recommendations_stored_in_the_model_file(tmp_path: Path) -> N
     assert Detector.load(tmp_path / "s.pt").min_size == 12.0
 
 
+def test_load_with_the_multiscale_preset(tmp_path: Path) -> None:
+    model = _tiny_model()
+    multi = {"scales": [512, 768, 1024], "threshold": 0.95, "min_size": 16}
+    extra = {"detect": {"scales": [768], "threshold": 0.9}, "detect_multiscale": multi}
+    save_model(tmp_path / "m.pt", model, extra=extra)
+    detector = Detector.load(tmp_path / "m.pt", preset="multiscale")
+    assert detector.scales == (512.0, 768.0, 1024.0)
+    assert detector.threshold == pytest.approx(0.95) and detector.min_size == 16.0
+    # Explicit options still win over the preset; the default preset is the single scale.
+    assert Detector.load(tmp_path / "m.pt", preset="multiscale", threshold=0.5).threshold == 0.5
+    assert Detector.load(tmp_path / "m.pt").scales == (768.0,)
+    save_model(tmp_path / "plain.pt", model, extra={"detect": {"scales": [768]}})
+    with pytest.raises(ValueError, match=r"plain\.pt: no stored 'multiscale'"):
+        Detector.load(tmp_path / "plain.pt", preset="multiscale")
+    with pytest.raises(ValueError, match="unknown preset"):
+        Detector.load(tmp_path / "m.pt", preset="fast")
+
+
 def test_bad_detector_options_are_rejected(tmp_path: Path) -> None:
     save_model(tmp_path / "m.pt", _tiny_model())
     with pytest.raises(ValueError, match="backend"):

@@ -86,8 +86,11 @@ def test_graph_is_dynamic_and_carries_metadata(tmp_path: Path) -> None:
     assert meta["synthloc.confidence"] == "linear"
     assert json.loads(meta["synthloc.config"])["width"] == 0.5
     assert json.loads(meta["synthloc.detect"]) == defaults
+    assert "synthloc.detect_multiscale" not in meta
     detector = Detector.load(path)
     assert detector.scales == (768.0,) and detector.min_size == 9.0
+    with pytest.raises(ValueError, match=r"m\.onnx: no stored 'multiscale'"):
+        Detector.load(path, preset="multiscale")
     # No BatchNorm left in the graph: it was folded into the convolutions.
     assert "BatchNormalization" not in {node.op_type for node in proto.graph.node}
     assert not list(tmp_path.glob(".*tmp"))  # the atomic write left no temporary file
@@ -120,7 +123,9 @@ def test_cli_export_then_detect_with_onnxruntime(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = _trained_looking(ModelConfig(arch="fcrn-lite", width=0.5))
-    save_model(tmp_path / "m.pt", model, extra={"detect": {"scales": [640], "threshold": 0.3}})
+    multi = {"scales": [320, 640], "threshold": 0.4, "min_size": 4}
+    extra = {"detect": {"scales": [640], "threshold": 0.3}, "detect_multiscale": multi}
+    save_model(tmp_path / "m.pt", model, extra=extra)
     out = tmp_path / "exported" / "m.onnx"
     sizes = ["160x160", "96x200", "100x150"]
     model_arg = str(tmp_path / "m.pt")
@@ -132,6 +137,10 @@ def test_cli_export_then_detect_with_onnxruntime(
         assert size in captured.out
     detector = Detector.load(out)
     assert detector.scales == (640.0,) and detector.threshold == pytest.approx(0.3)
+    # The multi-scale preset travels in the ONNX metadata too.
+    multi_detector = Detector.load(out, preset="multiscale")
+    assert multi_detector.scales == (320.0, 640.0) and multi_detector.min_size == 4.0
+    assert multi_detector.threshold == pytest.approx(0.4)
     image = np.random.default_rng(0).integers(0, 256, (120, 150, 3), dtype=np.uint8)
     assert isinstance(detector(image), list)
 

@@ -57,6 +57,9 @@ DEFAULT_MIN_SIZE = 0.0
 DEFAULT_BATCH_SIZE = 4
 # Scale values up to this are factors of the original size, larger ones long sides in pixels.
 MAX_SCALE_FACTOR = 8.0
+# Detection settings a model file can recommend: preset name -> its key in the model file's
+# ``extra`` (and, prefixed with ``synthloc.``, in ONNX metadata).
+PRESETS = {"default": "detect", "multiscale": "detect_multiscale"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 # Where a package build ships its default weights (``Detector.load(None)``).
 DEFAULT_MODEL_RESOURCE = ("assets", "models", "default.pt")
@@ -361,6 +364,7 @@ class Detector:
         device: str | torch.device | None = None,
         num_threads: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        preset: str = "default",
     ) -> Detector:
         """Load a detector from a synthloc model file (``.pt``) or an exported ``.onnx`` file.
 
@@ -371,11 +375,16 @@ class Detector:
         device: torch backend only; None picks CUDA when available, else CPU.
         num_threads: intra-op threads (torch: set for each call and restored afterwards;
             onnxruntime: the session's ``intra_op_num_threads``). None = library default.
-        scales, threshold, nms_iou, min_size: None = the values recommended in the model file
-            (``extra["detect"]``, stored by training) or else the library defaults.
+        scales, threshold, nms_iou, min_size: None = the values of the model file's ``preset``
+            or else the library defaults.
+        preset: which setting stored in the model file fills the options not given: "default"
+            (``extra["detect"]``, written by ``benchmarks/tune_detect.py``) or "multiscale"
+            (``extra["detect_multiscale"]``; a clear error if the file has none).
         """
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnxruntime'")
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
         model_path = default_model_path() if path is None else Path(path)
         if not model_path.is_file():
             raise FileNotFoundError(f"{model_path}: model file not found")
@@ -387,9 +396,10 @@ class Detector:
         }
         if model_path.suffix.lower() == ".onnx":
             onnx_backend = _OnnxBackend(model_path, num_threads)
-            return cls._from_onnx(onnx_backend, model_path, requested, batch_size)
+            return cls._from_onnx(onnx_backend, model_path, requested, batch_size, preset)
         model, extra = load_model_with_extra(model_path)
-        options = _resolve_options(requested, extra.get("detect"))
+        stored = _preset_hints(extra.get(PRESETS[preset]), model_path, preset)
+        options = _resolve_options(requested, stored)
         if backend == "torch":
             return cls.from_model(
                 model,
@@ -405,7 +415,7 @@ class Detector:
         with tempfile.TemporaryDirectory(prefix="synthloc-onnx-") as tmp:
             onnx_path = export_onnx(model, Path(tmp) / "model.onnx", detect_defaults=options)
             onnx_backend = _OnnxBackend(onnx_path, num_threads)
-        return cls._from_onnx(onnx_backend, model_path, requested, batch_size)
+        return cls._from_onnx(onnx_backend, model_path, requested, batch_size, "default")
 
     @classmethod
     def _from_onnx(
@@ -414,6 +424,7 @@ class Detector:
         path: Path,
         requested: dict[str, Any],
         batch_size: int,
+        preset: str,
     ) -> Detector:
         meta = backend.metadata
         if "synthloc.stride" not in meta:
@@ -421,7 +432,8 @@ class Detector:
                 f"{path}: ONNX file lacks synthloc metadata (stride, confidence); "
                 "export it with `synthloc export`"
             )
-        hints = json.loads(meta.get("synthloc.detect", "{}"))
+        raw = meta.get(f"synthloc.{PRESETS[preset]}")
+        hints = _preset_hints(json.loads(raw) if raw else None, path, preset)
         return cls(
             backend,
             stride=int(meta["synthloc.stride"]),
@@ -544,6 +556,18 @@ class Detector:
     def detect_folder(self, folder: str | os.PathLike[str]) -> list[ImageResult]:
         """Detect every image in ``folder`` (see :func:`list_images`), in natural name order."""
         return list(self.detect_paths(list_images(folder)))
+
+
+def _preset_hints(stored: object, path: Path, preset: str) -> object:
+    """The stored setting for ``preset``; a named preset the file lacks is an error (the
+    default preset falls back to the library defaults)."""
+    if preset != "default" and not isinstance(stored, dict):
+        raise ValueError(
+            f"{path}: no stored {preset!r} detection setting ({PRESETS[preset]!r}, written by "
+            f"benchmarks/tune_detect.py --key {PRESETS[preset]}); give scales, threshold "
+            "and min_size explicitly instead"
+        )
+    return stored
 
 
 def _resolve_options(requested: dict[str, Any], hints: object) -> dict[str, Any]:

@@ -64,11 +64,15 @@ class _PadToStride(nn.Module):
         return self.model(F.pad(x, (0, pad_w, 0, pad_h)))
 
 
-def _metadata(model: nn.Module, detect_defaults: dict[str, Any] | None) -> dict[str, str]:
+def _metadata(
+    model: nn.Module,
+    detect_defaults: dict[str, Any] | None,
+    detect_multiscale: dict[str, Any] | None,
+) -> dict[str, str]:
     config = getattr(model, "config", None)
     is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
     config_dict = dataclasses.asdict(config) if is_instance else {}  # type: ignore[arg-type]
-    return {
+    meta = {
         "synthloc.version": __version__,
         "synthloc.stride": str(int(model.stride)),  # type: ignore[arg-type]
         "synthloc.confidence": str(getattr(config, "confidence", "linear")),
@@ -77,6 +81,9 @@ def _metadata(model: nn.Module, detect_defaults: dict[str, Any] | None) -> dict[
         "synthloc.output": "float32 [N, 7, ceil(H/stride), ceil(W/stride)]: x y w h cos sin c",
         "synthloc.detect": json.dumps(detect_defaults or {}, sort_keys=True),
     }
+    if detect_multiscale is not None:
+        meta["synthloc.detect_multiscale"] = json.dumps(detect_multiscale, sort_keys=True)
+    return meta
 
 
 def export_onnx(
@@ -86,6 +93,7 @@ def export_onnx(
     *,
     trace_size: tuple[int, int] = (320, 352),
     detect_defaults: dict[str, Any] | None = None,
+    detect_multiscale: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (``.stride``/``.config`` attributes) as ONNX to ``path``; returns it.
 
@@ -95,7 +103,8 @@ def export_onnx(
     every size is dynamic (a non-multiple of 32 by default, to exercise the padding).
     ``detect_defaults`` (``scales``, ``threshold``, ``nms_iou``, ``min_size``; JSON values) are
     stored as the ``synthloc.detect`` metadata that ``Detector.load`` uses when not told
-    otherwise.
+    otherwise; ``detect_multiscale`` (same keys) as ``synthloc.detect_multiscale``, the
+    ``preset="multiscale"`` setting.
     """
     import onnx
 
@@ -123,7 +132,7 @@ def export_onnx(
                 do_constant_folding=True,
             )
         proto = onnx.load(tmp)
-        for key, value in _metadata(model, detect_defaults).items():
+        for key, value in _metadata(model, detect_defaults, detect_multiscale).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.producer_name = "synthloc"

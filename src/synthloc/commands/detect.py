@@ -16,6 +16,7 @@ examples:
   synthloc detect photo.jpg --out results/
   synthloc detect data/icdar2015_dev --out preds/ --model runs/exp/best.pt --scales 512 1024 1536
   synthloc detect images/ --out preds/ --model model.onnx --threads 2 --no-vis
+  synthloc detect photos/ --out preds/ --preset multiscale
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PX",
         help="drop detections whose short side is under PX pixels of the resized image "
         "(default: the model's recommendation, else 0)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=("default", "multiscale"),
+        default="default",
+        help="which detection setting stored in the model file fills the options above that "
+        "are not given: its single-scale default or its tuned multi-scale setting",
     )
     parser.add_argument(
         "--backend",
@@ -130,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             num_threads=args.threads,
             batch_size=args.batch_size,
+            preset=args.preset,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

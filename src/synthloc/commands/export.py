@@ -69,11 +69,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     detect_defaults = extra.get("detect") if isinstance(extra.get("detect"), dict) else None
+    multiscale = extra.get("detect_multiscale")
+    multiscale = multiscale if isinstance(multiscale, dict) else None
     out: Path = args.out
     # Export and check a temporary file; only a checked graph replaces --out.
     try:
         with atomic_path(out, suffix=".onnx") as tmp:
-            export_onnx(model, tmp, opset=args.opset, detect_defaults=detect_defaults)
+            export_onnx(
+                model,
+                tmp,
+                opset=args.opset,
+                detect_defaults=detect_defaults,
+                detect_multiscale=multiscale,
+            )
             worst = check_onnx_parity(model, tmp, sizes=args.parity_sizes, atol=args.atol)
     except OnnxParityError as exc:
         print(f"error: parity check failed, {out} not written: {exc}", file=sys.stderr)
