@@ -57,6 +57,15 @@ def main() -> None:
         "setting that benchmarks/accuracy.py reports",
     )
     args = parser.parse_args()
+    if args.write is not None and args.key == "detect_multiscale":
+        # The written file would lack the single-scale default (extra["detect"]) that
+        # Detector.load uses: tune and --write that first, then the multi-scale setting.
+        stored = {} if args.model is None else load_model_with_extra(args.model)[1]
+        if "detect" not in stored:
+            parser.error(
+                "--key detect_multiscale --write needs a --model whose file already holds the "
+                "single-scale setting; run --key detect --write F first, then --model F"
+            )
 
     best: tuple[float, dict[str, object]] | None = None
     with tempfile.TemporaryDirectory(prefix="synthloc-tune-") as tmp:
