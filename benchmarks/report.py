@@ -1,6 +1,6 @@
 """Run the benchmarks and write the README's results table from what they measured.
 
-Usage: python benchmarks/report.py [--model M] [--readme] [--quick]
+Usage: python benchmarks/report.py [--model M] [--readme [--no-baseline]] [--quick]
 
 Runs, each in its own process (so thread settings and caches do not leak between them):
   accuracy.py      ic15 P/R/F on a held-out synthetic set and on ICDAR 2015 dev (single + multi)
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,17 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model file (default: shipped)")
     parser.add_argument("--readme", action="store_true", help="update README.md's table")
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="allow --readme without RapidOCR installed (the table then has no speed ratio)",
+    )
     args = parser.parse_args()
+    if args.readme and not args.no_baseline and find_spec("rapidocr_onnxruntime") is None:
+        parser.error(
+            "--readme: rapidocr_onnxruntime is not installed, so the README table would lack "
+            "the speed ratio; run `make bench` (installs it), or pass --no-baseline"
+        )
 
     model_args = [] if args.model is None else ["--model", str(args.model)]
     quick = args.quick
