@@ -10,7 +10,8 @@ Usage: python benchmarks/accuracy.py [--model M] [--json results.json]
 Each set is scored single scale (``--single``; default: the model's own recommended scales
 and threshold, which benchmarks/tune_detect.py chose on synthetic validation data) and
 multi-scale (``--multi``; default: the multi-scale setting stored in the model file by
-``tune_detect.py --key detect_multiscale``, also chosen on synthetic validation data, else
+``tune_detect.py --key detect_multiscale``, i.e. ``Detector.load(preset="multiscale")``, also
+chosen on synthetic validation data, else
 ``MULTI_SCALE`` with the model's threshold and min_size). Prints one line
 per (set, scales) with precision, recall, F and images/s, and writes them as JSON on request.
 """
@@ -26,9 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from synthloc.data.icdar import IcdarGT, list_icdar_folder, read_icdar_gt
-from synthloc.detect import Detector, default_model_path
+from synthloc.detect import Detector
 from synthloc.evaluate import evaluate_ic15
-from synthloc.model import load_model_with_extra
 from synthloc.synth import SynthConfig
 from synthloc.synth.runner import synthesize
 
@@ -55,12 +55,19 @@ def make_synthetic_set(out: Path, count: int, seed: int, size: int = 512) -> Pat
     return out
 
 
-def multi_scale_setting(model: Path | None) -> dict[str, object]:
-    """The model file's tuned multi-scale setting (scales, threshold, nms_iou, min_size), or
-    just ``MULTI_SCALE`` (the model's other defaults then apply) when it stores none."""
-    _, extra = load_model_with_extra(model or default_model_path())
-    stored = extra.get("detect_multiscale")
-    return dict(stored) if isinstance(stored, dict) else {"scales": list(MULTI_SCALE)}
+def multi_scale_detector(
+    model: Path | None, scales: list[float] | None, threshold: float | None, threads: int
+) -> Detector:
+    """``scales`` if given; else the model file's tuned multi-scale preset; else
+    ``MULTI_SCALE`` with the model's other defaults. An explicit ``threshold`` always wins."""
+    if scales is None:
+        try:
+            return Detector.load(
+                model, preset="multiscale", threshold=threshold, num_threads=threads
+            )
+        except ValueError:  # no stored multi-scale setting (any other problem recurs below)
+            scales = list(MULTI_SCALE)
+    return Detector.load(model, scales=scales, threshold=threshold, num_threads=threads)
 
 
 def score_folder(detector: Detector, folder: Path) -> dict[str, float]:
@@ -109,12 +116,13 @@ def main() -> None:
         sets = {"synthetic": synthetic_dir}
         if args.icdar is not None and args.icdar.is_dir():
             sets["icdar2015_dev"] = args.icdar
-        single = {"scales": args.single, "threshold": args.threshold}
-        multi = multi_scale_setting(args.model) if args.multi is None else {"scales": args.multi}
-        if args.threshold is not None:  # an explicit threshold applies to both rows
-            multi["threshold"] = args.threshold
-        for scales_name, options in (("single", single), ("multi", multi)):
-            detector = Detector.load(args.model, num_threads=args.threads, **options)
+        detectors = {
+            "single": Detector.load(
+                args.model, scales=args.single, threshold=args.threshold, num_threads=args.threads
+            ),
+            "multi": multi_scale_detector(args.model, args.multi, args.threshold, args.threads),
+        }
+        for scales_name, detector in detectors.items():
             for set_name, folder in sets.items():
                 figures = score_folder(detector, folder)
                 figures["scales"] = list(detector.scales)  # type: ignore[assignment]
