@@ -47,7 +47,13 @@ from torch import nn
 from synthloc.atomic import write_bytes_atomic
 from synthloc.data.icdar import natural_key, write_icdar_results
 from synthloc.geometry import quad_to_rbox
-from synthloc.model import decode_predictions, fold_batchnorm, load_model_with_extra, preprocess
+from synthloc.model import (
+    decode_dense_predictions,
+    decode_predictions,
+    fold_batchnorm,
+    load_model_with_extra,
+    preprocess,
+)
 from synthloc.nms import rotated_nms
 
 DEFAULT_SCALES: tuple[float, ...] = (1024.0,)
@@ -293,6 +299,7 @@ class Detector:
         min_size: float = DEFAULT_MIN_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         name: str = "",
+        dense: bool = False,
     ) -> None:
         if stride <= 0:
             raise ValueError(f"stride must be positive, got {stride}")
@@ -311,6 +318,8 @@ class Detector:
         self.min_size = float(min_size)
         self.batch_size = int(batch_size)
         self.name = name
+        # fcrn-dense maps: every cell of a word predicts it; merge them (dense_targets.py).
+        self.dense = bool(dense)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -349,6 +358,7 @@ class Detector:
             min_size=DEFAULT_MIN_SIZE if min_size is None else min_size,
             batch_size=batch_size,
             name=name,
+            dense=getattr(config, "arch", "") == "fcrn-dense",
         )
 
     @classmethod
@@ -440,6 +450,7 @@ class Detector:
             confidence=meta.get("synthloc.confidence", "linear"),
             batch_size=batch_size,
             name=path.name,
+            dense=meta.get("synthloc.arch", "") == "fcrn-dense",
             **_resolve_options(requested, hints),
         )
 
@@ -483,7 +494,8 @@ class Detector:
         pred = self.backend(batch)  # [B, 7, Hc, Wc]
         out = []
         for im, pred_map in zip(images, pred):
-            quads, scores = decode_predictions(
+            decode = decode_dense_predictions if self.dense else decode_predictions
+            quads, scores = decode(
                 pred_map, self.stride, self.threshold, confidence=self.confidence
             )
             quads = np.asarray(quads, dtype=np.float64).reshape(-1, 4, 2)

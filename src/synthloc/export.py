@@ -76,9 +76,15 @@ def _metadata(
         "synthloc.version": __version__,
         "synthloc.stride": str(int(model.stride)),  # type: ignore[arg-type]
         "synthloc.confidence": str(getattr(config, "confidence", "linear")),
+        "synthloc.arch": str(getattr(config, "arch", "")),
         "synthloc.config": json.dumps(config_dict, sort_keys=True),
         "synthloc.input": "float32 [N, C, H, W], RGB in [0, 1] (synthloc.model.preprocess)",
-        "synthloc.output": "float32 [N, 7, ceil(H/stride), ceil(W/stride)]: x y w h cos sin c",
+        "synthloc.output": (
+            "float32 [N, 7, ceil(H/32)*32/stride, ceil(W/32)*32/stride]: "
+            "left top right bottom cos sin c (log side distances, dense_targets.py)"
+            if getattr(config, "arch", "") == "fcrn-dense"
+            else "float32 [N, 7, ceil(H/stride), ceil(W/stride)]: x y w h cos sin c"
+        ),
         "synthloc.detect": json.dumps(detect_defaults or {}, sort_keys=True),
     }
     if detect_multiscale is not None:

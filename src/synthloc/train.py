@@ -238,6 +238,7 @@ def build_loader(
         stride=config.model.stride,
         min_size=config.data.min_word_size,
         seed=aug_seed,
+        dense_shrink=config.data.dense_shrink if config.model.arch == "fcrn-dense" else None,
     )
     sampler = StreamBatchSampler(
         config.batch_size,
@@ -740,6 +741,15 @@ class Trainer:
         self.model = build_model(config.model)
         if config.init:
             self.model.load_state_dict(_init_weights(Path(config.init), config))
+        elif config.backbone_init:
+            from synthloc.model.efficientnet import load_imagenet_weights
+
+            if config.backbone_init != "imagenet" or config.model.arch != "fcrn-dense":
+                raise ValueError(
+                    f"backbone_init {config.backbone_init!r}: only 'imagenet' for an fcrn-dense "
+                    f"model is supported (model.arch is {config.model.arch!r})"
+                )
+            load_imagenet_weights(self.model.backbone)  # type: ignore[arg-type]
         self.model.to(self.device)
         self.memory_format = (
             torch.channels_last if config.channels_last else torch.contiguous_format

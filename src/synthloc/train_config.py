@@ -75,13 +75,18 @@ class SourceConfig:
 @dataclass
 class DataConfig:
     """Training data: the sources mixed, the engine's config (for "synth" sources),
-    augmentation, DataLoader workers, and which words are too small to train on (pixels)."""
+    augmentation, DataLoader workers, and which words are too small to train on (pixels).
+
+    dense_shrink: for fcrn-dense models, the fraction of a word's height by which its box is
+    shrunk on every side to give the core of positive cells (``model/dense_targets.py``).
+    """
 
     sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
     synth: SynthConfig = field(default_factory=SynthConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     workers: int = 2
     min_word_size: float = 6.0
+    dense_shrink: float = 0.3
 
 
 @dataclass
@@ -157,6 +162,9 @@ class TrainConfig:
 
     init: a model file (``model.pt`` of an earlier run) whose weights start a new run, for
     fine-tuning; its architecture must match ``model``. "" = random initialisation.
+    backbone_init: "imagenet" starts an fcrn-dense backbone from ImageNet-trained
+    EfficientNet-Lite0 weights (the optional ``pretrained`` extra); "" = random.  Ignored
+    when ``init`` is set (those weights win).
     amp: float16 autocast + grad scaling, CUDA only. channels_last: NHWC memory format for
     the model and batches (faster depthwise convolutions on CPU; see
     benchmarks/train_speed.py).
@@ -165,6 +173,7 @@ class TrainConfig:
     seed: int = 0
     steps: int = 100_000
     init: str = ""
+    backbone_init: str = ""
     batch_size: int = 16
     accum_steps: int = 1
     device: str = "auto"

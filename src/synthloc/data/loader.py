@@ -98,20 +98,41 @@ def pad_to_stride(image: np.ndarray, stride: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
 
 
-def encode_sample(sample: Sample, stride: int, min_size: float) -> EncodedSample:
-    """Pad the image to the stride and encode its words into grid targets."""
+def encode_sample(
+    sample: Sample, stride: int, min_size: float, dense_shrink: float | None = None
+) -> EncodedSample:
+    """Pad the image and encode its words into grid targets.
+
+    ``dense_shrink`` None: the paper's one-cell-per-word targets (``model/targets.py``), the
+    image padded to a multiple of ``stride``.  A number: dense targets (``dense_targets.py``)
+    with that core shrink, the image padded to a multiple of 32 as fcrn-dense pads its input.
+    """
+    from synthloc.model.dense import PAD_MULTIPLE
+    from synthloc.model.dense_targets import encode_dense_targets
     from synthloc.model.targets import encode_targets
 
     valid_hw = (int(sample.image.shape[0]), int(sample.image.shape[1]))
-    image = pad_to_stride(sample.image, stride)
-    grid = encode_targets(
-        sample.word_quads,
-        sample.ignore,
-        image_hw=(int(image.shape[0]), int(image.shape[1])),
-        stride=stride,
-        valid_hw=valid_hw,
-        min_size=min_size,
-    )
+    image = pad_to_stride(sample.image, stride if dense_shrink is None else PAD_MULTIPLE)
+    image_hw = (int(image.shape[0]), int(image.shape[1]))
+    if dense_shrink is None:
+        grid = encode_targets(
+            sample.word_quads,
+            sample.ignore,
+            image_hw=image_hw,
+            stride=stride,
+            valid_hw=valid_hw,
+            min_size=min_size,
+        )
+    else:
+        grid = encode_dense_targets(
+            sample.word_quads,
+            sample.ignore,
+            image_hw=image_hw,
+            stride=stride,
+            valid_hw=valid_hw,
+            min_size=min_size,
+            shrink=dense_shrink,
+        )
     return EncodedSample(
         image=image,
         target=np.asarray(grid.target, np.float32),
@@ -141,8 +162,10 @@ class TrainingStream(torch.utils.data.Dataset[EncodedSample]):
         min_size: float,
         seed: int,
         max_retries: int = 8,
+        dense_shrink: float | None = None,
     ) -> None:
         self.source = source
+        self.dense_shrink = dense_shrink
         self.augment_config = augment_config
         self.stride = int(stride)
         self.min_size = float(min_size)
@@ -168,7 +191,7 @@ class TrainingStream(torch.utils.data.Dataset[EncodedSample]):
         if self.augment_config is not None:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, _AUGMENT_TAG, element]))
             sample = augment(sample, self.augment_config, rng)
-        encoded = encode_sample(sample, self.stride, self.min_size)
+        encoded = encode_sample(sample, self.stride, self.min_size, self.dense_shrink)
         encoded.failures = failures
         return encoded
 

@@ -9,6 +9,8 @@ Typical use::
     quads, scores = decode_predictions(pred[0], model.stride, 0.5, model.config.confidence)
 """
 
+from synthloc.model.dense import FCRNDense
+from synthloc.model.dense_targets import decode_dense_predictions, encode_dense_targets
 from synthloc.model.fcrn import (
     FCRN,
     FCRNLite,
@@ -25,6 +27,7 @@ from synthloc.model.targets import GridTargets, decode_predictions, encode_targe
 __all__ = [
     "FCRN",
     "ConvNormAct",
+    "FCRNDense",
     "FCRNLite",
     "FCRNLoss",
     "FrozenBatchNorm2d",
@@ -33,7 +36,9 @@ __all__ = [
     "ModelConfig",
     "SeparableConv",
     "build_model",
+    "decode_dense_predictions",
     "decode_predictions",
+    "encode_dense_targets",
     "encode_targets",
     "fold_batchnorm",
     "load_model",

@@ -25,7 +25,9 @@ from torch import nn
 
 from synthloc.model.layers import NORMS, ConvNormAct, FrozenBatchNorm2d, SeparableConv
 
-ARCHS = ("fcrn", "fcrn-lite")
+ARCHS = ("fcrn", "fcrn-lite", "fcrn-dense")
+# Output strides each architecture supports.
+STRIDES = {"fcrn": (16, 32), "fcrn-lite": (16, 32), "fcrn-dense": (4, 8)}
 CONFIDENCES = ("linear", "logit")
 NUM_OUTPUTS = 7
 INPUT_MEAN = 0.5
@@ -41,10 +43,13 @@ _TEXT_PRIOR = 0.01
 class ModelConfig:
     """Everything needed to rebuild a detector; saved with its weights.
 
-    arch: "fcrn" (the paper) or "fcrn-lite" (depthwise-separable, CPU-sized).
+    arch: "fcrn" (the paper), "fcrn-lite" (depthwise-separable, CPU-sized; both one predictor
+        per word at its centre cell, ``targets.py``) or "fcrn-dense" (EfficientNet-Lite0 with a
+        feature pyramid; every cell inside a word's core predicts it, ``dense_targets.py``).
     in_channels: 3 (RGB) or 1 (grayscale; RGB input is converted inside ``forward``).
     width: channel multiplier applied to every layer (rounded to multiples of 8).
-    stride: output cell size in pixels, 32 (the paper) or 16 (finer grid for small text).
+    stride: output cell size in pixels: 32 (the paper) or 16 for fcrn/fcrn-lite, 4 or 8 for
+        fcrn-dense.
     norm: "batch", "group" (GroupNorm, batch-size independent) or "frozen_batch"
         (BatchNorm with fixed statistics and trainable affine: meant for fine-tuning a
         BatchNorm-trained model at batch size 1; from scratch it is a plain per-channel affine).
@@ -70,8 +75,10 @@ class ModelConfig:
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
         if not self.width > 0:
             raise ValueError(f"width must be positive, got {self.width}")
-        if self.stride not in (16, 32):
-            raise ValueError(f"stride must be 16 or 32, got {self.stride}")
+        if self.stride not in STRIDES[self.arch]:
+            raise ValueError(
+                f"stride of {self.arch} must be one of {STRIDES[self.arch]}, got {self.stride}"
+            )
         if self.norm not in NORMS:
             raise ValueError(f"unknown norm {self.norm!r}; expected one of {NORMS}")
         if not 0.0 <= self.dropout < 1.0:
@@ -244,6 +251,10 @@ def build_model(config: ModelConfig) -> nn.Module:
         return FCRN(config)
     if config.arch == "fcrn-lite":
         return FCRNLite(config)
+    if config.arch == "fcrn-dense":
+        from synthloc.model.dense import FCRNDense
+
+        return FCRNDense(config)
     raise ValueError(f"unknown arch {config.arch!r}; expected one of {ARCHS}")
 
 
@@ -291,6 +302,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         for module in folded.modules():
             if isinstance(module, ConvNormAct):
                 _fold_conv_norm(module)
-    if isinstance(folded, _Detector):
-        folded.batchnorm_folded = True
+    if hasattr(folded, "batchnorm_folded"):
+        setattr(folded, "batchnorm_folded", True)  # noqa: B010 (any detector class)
     return folded

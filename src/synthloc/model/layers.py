@@ -64,21 +64,25 @@ class FrozenBatchNorm2d(nn.Module):
         return f"{self.num_features}, eps={self.eps}"
 
 
-def make_norm(norm: str, channels: int) -> nn.Module:
+def make_norm(norm: str, channels: int, eps: float = 1e-5) -> nn.Module:
     """The normalisation layer named by ``norm`` ("batch" | "group" | "frozen_batch").
 
     GroupNorm uses up to 32 groups of at least 4 channels each, whichever divides ``channels``.
+    ``eps`` is the variance epsilon (1e-5 is PyTorch's; TensorFlow-trained weights use 1e-3).
     """
     if norm == "batch":
-        return nn.BatchNorm2d(channels)
+        return nn.BatchNorm2d(channels, eps=eps)
     if norm == "frozen_batch":
-        return FrozenBatchNorm2d(channels)
+        return FrozenBatchNorm2d(channels, eps=eps)
     if norm == "group":
         groups = min(32, max(1, channels // 4))
         while channels % groups:
             groups -= 1
-        return nn.GroupNorm(groups, channels)
+        return nn.GroupNorm(groups, channels, eps=eps)
     raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+
+
+ACTIVATIONS = ("relu", "relu6")
 
 
 class ConvNormAct(nn.Sequential):
@@ -86,6 +90,12 @@ class ConvNormAct(nn.Sequential):
 
     The convolution has no bias because the normalisation that follows supplies one;
     ``fold_batchnorm`` replaces ``conv`` by a biased conv and ``norm`` by ``nn.Identity``.
+
+    ``act``: True or "relu" (ReLU), "relu6" (ReLU6, as in MobileNet/EfficientNet-Lite), False
+    (none).  ``tf_same``: pad a strided convolution the way TensorFlow's "SAME" does for inputs
+    whose size is a multiple of the stride (``k - s`` pixels in all, the extra one at the
+    right/bottom) with a ``ZeroPad2d`` before an unpadded conv, so that weights trained in
+    TensorFlow see the pixels they were trained on.  ``eps``: the norm's variance epsilon.
     """
 
     def __init__(
@@ -97,10 +107,17 @@ class ConvNormAct(nn.Sequential):
         stride: int = 1,
         dilation: int = 1,
         groups: int = 1,
-        act: bool = True,
+        act: bool | str = True,
+        eps: float = 1e-5,
+        tf_same: bool = False,
     ) -> None:
         padding = dilation * (kernel_size - 1) // 2
         super().__init__()
+        if tf_same and stride > 1:
+            total = dilation * (kernel_size - 1) + 1 - stride
+            before = max(0, total) // 2
+            self.pad = nn.ZeroPad2d((before, total - before, before, total - before))
+            padding = 0
         self.conv = nn.Conv2d(
             in_channels,
             out_channels,
@@ -111,8 +128,15 @@ class ConvNormAct(nn.Sequential):
             groups=groups,
             bias=False,
         )
-        self.norm = make_norm(norm, out_channels)
-        self.act: nn.Module = nn.ReLU(inplace=True) if act else nn.Identity()
+        self.norm = make_norm(norm, out_channels, eps)
+        if act is True or act == "relu":
+            self.act: nn.Module = nn.ReLU(inplace=True)
+        elif act == "relu6":
+            self.act = nn.ReLU6(inplace=True)
+        elif act is False:
+            self.act = nn.Identity()
+        else:
+            raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
         # oneDNN's channels-last kernels for strongly dilated depthwise convolutions are
         # several times slower than its NCHW ones on CPU (measured: 5x5, dilation 4, 320
         # channels at 12x12, forward + backward 94 ms vs 56 ms per batch of 16).

@@ -21,10 +21,23 @@ receive exactly zero gradient; pose channels of negative cells likewise.
 
 Confidence losses: ``"mse"`` (the paper: ``c`` regressed directly), ``"bce"`` and ``"focal"``
 (``c`` is a logit: use a model built with ``confidence="logit"``).
+
+Options for dense maps (``fcrn-dense``, where every cell of a word's core is positive):
+
+* ``ohem_ratio`` (online hard-negative mining): ``conf_neg`` averages only the
+  ``ohem_ratio * max(P, ohem_min)`` negative cells with the highest loss in the batch, instead
+  of all of them, so that thousands of easy background cells do not drown the text;
+* ``pose_loss="iou"``: the pose term becomes EAST's ``-log IoU`` of the boxes given by the
+  four side distances (channels 0-3, log cells, ``dense_targets.py``) plus
+  ``angle_weight`` times the squared error of (cos, sin); ``"smooth_l1"`` is a Huber loss on
+  the six pose channels; ``"mse"`` the paper's squared error;
+* ``dice_weight``: adds ``dice_weight * dice`` to the total, the Dice loss of the confidence
+  map (sigmoid of ``c``; logit models only) against the positive mask over non-ignored cells.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 CONF_LOSSES = ("mse", "bce", "focal")
+POSE_LOSSES = ("mse", "smooth_l1", "iou")
 
 
 def negative_weight(
@@ -52,6 +66,10 @@ class LossConfig:
     conf_loss: "mse" | "bce" | "focal" for both confidence terms.
     focal_gamma: focusing exponent of the focal loss.
     pose_weight, conf_weight: multipliers in ``total``.
+    pose_loss: "mse" | "smooth_l1" | "iou" (dense side distances; see the module docstring).
+    angle_weight: weight of the (cos, sin) error inside the "iou" pose term.
+    ohem_ratio, ohem_min: hard-negative mining (None: every negative cell counts).
+    dice_weight: weight of the Dice term on the confidence map (0: off).
     """
 
     neg_start: float = 0.01
@@ -63,6 +81,11 @@ class LossConfig:
     focal_gamma: float = 2.0
     pose_weight: float = 1.0
     conf_weight: float = 1.0
+    pose_loss: str = "mse"
+    angle_weight: float = 1.0
+    ohem_ratio: float | None = None
+    ohem_min: int = 64
+    dice_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.conf_loss not in CONF_LOSSES:
@@ -73,6 +96,16 @@ class LossConfig:
             )
         if self.neg_period <= 0 or self.neg_start <= 0 or self.neg_factor <= 0:
             raise ValueError("neg_start, neg_factor and neg_period must be positive")
+        if self.pose_loss not in POSE_LOSSES:
+            raise ValueError(f"unknown pose_loss {self.pose_loss!r}; expected one of {POSE_LOSSES}")
+        if self.ohem_ratio is not None and not self.ohem_ratio > 0:
+            raise ValueError(f"ohem_ratio must be positive, got {self.ohem_ratio}")
+        if self.ohem_min < 1:
+            raise ValueError(f"ohem_min must be at least 1, got {self.ohem_min}")
+        if not self.dice_weight >= 0 or not self.angle_weight >= 0:
+            raise ValueError("dice_weight and angle_weight must be non-negative")
+        if self.dice_weight > 0 and self.conf_loss == "mse":
+            raise ValueError("dice_weight needs a logit confidence (conf_loss bce or focal)")
 
 
 def _sample_negatives(
@@ -86,6 +119,22 @@ def _sample_negatives(
     rank = noise.argsort(dim=1).argsort(dim=1)  # rank of each cell's noise within its image
     keep_count = torch.ceil(flat.sum(dim=1, keepdim=True) * fraction)
     return (flat & (rank < keep_count)).reshape(negative.shape)
+
+
+def side_iou_loss(pred_sides: torch.Tensor, target_sides: torch.Tensor) -> torch.Tensor:
+    """``-log IoU`` per cell of boxes given as log side distances ``[K, 4]`` from one point.
+
+    Both boxes share the cell centre and (approximately) the angle, so their intersection is
+    ``(min left + min right) x (min top + min bottom)`` (EAST's RBOX loss).
+    """
+    pred = torch.exp(pred_sides.clamp(max=10.0))
+    target = torch.exp(target_sides)
+    pred_area = (pred[:, 0] + pred[:, 2]) * (pred[:, 1] + pred[:, 3])
+    target_area = (target[:, 0] + target[:, 2]) * (target[:, 1] + target[:, 3])
+    low = torch.minimum(pred, target)
+    inter = (low[:, 0] + low[:, 2]) * (low[:, 1] + low[:, 3])
+    union = pred_area + target_area - inter
+    return -torch.log((inter + 1e-6) / (union + 1e-6))
 
 
 class FCRNLoss(nn.Module):
@@ -157,18 +206,47 @@ class FCRNLoss(nn.Module):
         pos_target = target_cells[positive_kept]
         neg_conf = pred_cells[negative][:, 6]
 
-        num_pos = max(1, pos_pred.shape[0])
-        num_neg = max(1, neg_conf.shape[0])
-        pose = ((pos_pred[:, :6] - pos_target[:, :6]) ** 2).sum() / num_pos
-        conf_pos = self._confidence(pos_pred[:, 6], 1.0).sum() / num_pos
-        conf_neg = self._confidence(neg_conf, 0.0).sum() / num_neg
-        weight = self.neg_weight(step)
         c = self.config
+        num_pos = max(1, pos_pred.shape[0])
+        pose = self._pose(pos_pred, pos_target).sum() / num_pos
+        conf_pos = self._confidence(pos_pred[:, 6], 1.0).sum() / num_pos
+        neg_losses = self._confidence(neg_conf, 0.0)
+        if c.ohem_ratio is not None:
+            keep = min(
+                len(neg_losses), math.ceil(c.ohem_ratio * max(pos_pred.shape[0], c.ohem_min))
+            )
+            neg_losses = torch.topk(neg_losses, keep, sorted=False).values
+        conf_neg = neg_losses.sum() / max(1, neg_losses.shape[0])
+        weight = self.neg_weight(step)
         total = c.pose_weight * pose + c.conf_weight * (conf_pos + weight * conf_neg)
-        return {
-            "total": total,
+        terms: dict[str, torch.Tensor | float] = {
             "pose": pose,
             "conf_pos": conf_pos,
             "conf_neg": conf_neg,
             "neg_weight": weight,
         }
+        if c.dice_weight > 0:
+            dice = self._dice(pred[:, 6], positive_kept, ~ignore)
+            total = total + c.dice_weight * dice
+            terms["dice"] = dice
+        terms["total"] = total
+        return terms
+
+    def _pose(self, pos_pred: torch.Tensor, pos_target: torch.Tensor) -> torch.Tensor:
+        """Per-cell pose loss ``[K]`` of positive cells ``[K, 7]``."""
+        kind = self.config.pose_loss
+        if kind == "mse":
+            return ((pos_pred[:, :6] - pos_target[:, :6]) ** 2).sum(dim=1)
+        if kind == "smooth_l1":
+            return F.smooth_l1_loss(pos_pred[:, :6], pos_target[:, :6], reduction="none").sum(dim=1)
+        angle = ((pos_pred[:, 4:6] - pos_target[:, 4:6]) ** 2).sum(dim=1)
+        return side_iou_loss(pos_pred[:, :4], pos_target[:, :4]) + self.config.angle_weight * angle
+
+    @staticmethod
+    def _dice(logits: torch.Tensor, positive: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+        """Dice loss of ``sigmoid(logits)`` ``[N, Hc, Wc]`` vs ``positive`` where ``counted``."""
+        weight = counted.to(logits.dtype)
+        prob = torch.sigmoid(logits) * weight
+        truth = positive.to(logits.dtype) * weight
+        inter = (prob * truth).sum()
+        return 1.0 - (2.0 * inter + 1.0) / (prob.sum() + truth.sum() + 1.0)
