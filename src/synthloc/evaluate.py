@@ -264,6 +264,11 @@ def evaluate_ic13(
        sum to p >= ``area_precision`` and the detection overlaps at least two care GT:
        recall += ``merge_weight`` per GT and precision += ``merge_weight`` (1/1 for one GT).
 
+    Stages run in this order and each uses only GT and detections that no earlier match
+    consumed (a detection taken by a split, even a single one scored and labelled "OO", is
+    never merged again). tests/test_deteval_golden.py checks every rule by hand and against an
+    independent re-derivation on thousands of random scenes.
+
     Dataset figures: sum of recall scores / care GT, sum of precision scores / kept detections.
     Per-image: no GT -> recall 1, precision 1 if no detection else 0 (only when a result was
     given); an image without a result entry scores 0/0 per image (dataset sums unaffected).
