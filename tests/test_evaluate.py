@@ -366,3 +366,92 @@ def test_shared_icdar2015_dev_gt_as_prediction_is_perfect(tmp_path: Path) -> Non
     res = evaluate_folders(folder / "gt", tmp_path, "ic15")
     assert (res.precision, res.recall, res.hmean) == (1.0, 1.0, 1.0)
     assert res.num_gt_care == 386 and len(res.per_image) == 100
+
+
+# ------------------------------------------------------------------------- eval command: bad input
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    write_icdar_gt(
+        gt_dir / "gt_img_1.txt", quads(box(0, 0, 10, 10), box(20, 0, 30, 10)), ["a", "b"]
+    )
+    write_icdar_results(pred_dir / "res_img_1.txt", quads(box(0, 0, 10, 10)))
+    return gt_dir, pred_dir
+
+
+def test_pred_folder_without_result_files_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gt_dir, _ = _folders(tmp_path)
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "img_1.txt").write_text("0,0,10,0,10,10,0,10\n")  # not named res_<name>.txt
+    with pytest.raises(FileNotFoundError, match=r"wrong: no res_<name>\.txt result files"):
+        evaluate_folders(gt_dir, wrong, "ic15")
+    code = main(["eval", "--gt", str(gt_dir), "--pred", str(wrong)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and str(wrong) in err and "(1 other files)" in err
+    # Opting in scores it as no detections anywhere, as the official script scores an empty zip.
+    res = evaluate_folders(gt_dir, wrong, "ic13", allow_empty=True)
+    assert (res.precision, res.recall, res.num_gt_care, res.num_det_care) == (0.0, 0.0, 2, 0)
+    assert main(["eval", "--gt", str(gt_dir), "--pred", str(wrong), "--allow-empty"]) == 0
+    assert "F 0.0000" in capsys.readouterr().out
+
+
+def test_cr_only_result_file_counts_every_detection(tmp_path: Path) -> None:
+    gt_dir, pred_dir = _folders(tmp_path)
+    (pred_dir / "res_img_1.txt").write_bytes(b"0,0,10,0,10,10,0,10\r20,0,30,0,30,10,20,10\r")
+    res = evaluate_folders(gt_dir, pred_dir, "ic15")
+    assert (res.precision, res.recall, res.num_det_care) == (1.0, 1.0, 2)
+
+
+@pytest.mark.parametrize("target", ["dir", "under_file"])
+def test_unwritable_json_is_one_line_and_scores_are_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    gt_dir, pred_dir = _folders(tmp_path)
+    if target == "dir":
+        out = tmp_path / "taken"
+        out.mkdir()
+    else:
+        (tmp_path / "a_file").write_text("x")
+        out = tmp_path / "a_file" / "r.json"
+    csv_path = tmp_path / "per_image.csv"
+    args = ["eval", "--gt", str(gt_dir), "--pred", str(pred_dir)]
+    code = main([*args, "--json", str(out), "--per-image", str(csv_path)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "precision 1.0000  recall 0.5000  F 0.6667" in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"synthloc eval: {out}: cannot write")
+    assert csv_path.read_text().startswith("name,precision")  # the other report is written
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_eval_names_a_self_intersecting_quad(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gt_dir, pred_dir = _folders(tmp_path)
+    # The second detection is a bow-tie (corners 3 and 4 swapped) over GT "b".
+    (pred_dir / "res_img_1.txt").write_text("0,0,10,0,10,10,0,10\n20,0,30,0,20,10,30,10\n")
+    assert main(["eval", "--gt", str(gt_dir), "--pred", str(pred_dir)]) == 0
+    captured = capsys.readouterr()
+    where = pred_dir / "res_img_1.txt"
+    assert f"synthloc eval: warning: {where}:2: quad is not a simple polygon" in captured.err
+    assert "recall 0.5000" in captured.out  # the repaired bow-tie (two triangles) has IoU 0.5
+
+
+def test_eval_reports_absurd_coordinate_by_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gt_dir, pred_dir = _folders(tmp_path)
+    (gt_dir / "gt_img_1.txt").write_text("0,0,10,0,10,10,0,10,a\n1e300,0,30,0,30,10,20,10,b\n")
+    assert main(["eval", "--gt", str(gt_dir), "--pred", str(pred_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"synthloc eval: {gt_dir / 'gt_img_1.txt'}:2: coordinate 1e+300 is out of range "
+        "(|value| > 16777216)"
+    )

@@ -10,6 +10,7 @@ import pytest
 from synthloc.data.icdar import (
     IcdarFormatError,
     IcdarGT,
+    IcdarWarning,
     list_icdar_folder,
     read_icdar_gt,
     read_icdar_results,
@@ -33,7 +34,9 @@ def test_ic15_line_with_bom_crlf_and_commas_in_transcription(tmp_path: Path) -> 
         '10,20,30,20,30,40,10,40,"say ""hi"", ok"\r\n'
         "0,0,9,0,9,9,0,9,###\r\n"
     )
-    gt = read_icdar_gt(_write(tmp_path / "gt_img_1.txt", b"\xef\xbb\xbf" + text.encode()))
+    path = _write(tmp_path / "gt_img_1.txt", b"\xef\xbb\xbf" + text.encode())
+    with pytest.warns(IcdarWarning, match=r"gt_img_1\.txt:2: quad is not a simple polygon"):
+        gt = read_icdar_gt(path)  # 1,2,...,8 has all corners on one line
     assert gt.words == ["Genaxis Theatre", "a,b,,c", 'say ""hi"", ok', "###"]
     np.testing.assert_array_equal(gt.quads[0], [[377, 117], [463, 117], [465, 130], [378, 130]])
     np.testing.assert_array_equal(gt.quads[1], [[1, 2], [3, 4], [5, 6], [7, 8]])
@@ -63,7 +66,8 @@ def test_ic13_ltrb_lines(tmp_path: Path) -> None:
 
 
 def test_eight_values_without_transcription(tmp_path: Path) -> None:
-    gt = read_icdar_gt(_write(tmp_path / "g.txt", b"1,2,3,4,5,6,7,8\n"))
+    with pytest.warns(IcdarWarning, match=r"g\.txt:1:"):  # a zero-area quad
+        gt = read_icdar_gt(_write(tmp_path / "g.txt", b"1,2,3,4,5,6,7,8\n"))
     assert gt.words == [""] and gt.quads.shape == (1, 4, 2)
 
 
@@ -93,6 +97,96 @@ def test_invalid_utf8_is_an_error(tmp_path: Path) -> None:
     path = _write(tmp_path / "g.txt", b"0,0,1,0,1,1,0,1,\xff\xfe\n")
     with pytest.raises(IcdarFormatError, match="UTF-8"):
         read_icdar_gt(path)
+
+
+def test_invalid_utf8_names_the_line_not_a_byte_offset(tmp_path: Path) -> None:
+    # BOM, two good lines (CRLF), then a Latin-1 word on line 3.
+    data = (
+        "\ufeff0,0,1,0,1,1,0,1,café\r\n0,0,1,0,1,1,0,1,ok\r\n".encode()
+        + b"0,0,1,0,1,1,0,1,caf\xe9\r\n"
+    )
+    path = _write(tmp_path / "gt_img_3.txt", data)
+    with pytest.raises(IcdarFormatError) as err:
+        read_icdar_gt(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:3: not valid UTF-8")
+    assert "0xe9" in message and "column 20" in message
+
+
+@pytest.mark.parametrize("ending", ["\r", "\n", "\r\n"])
+def test_every_line_ending_ends_a_line(tmp_path: Path, ending: str) -> None:
+    lines = ["0,0,9,0,9,9,0,9,one", "20,0,29,0,29,9,20,9,two", "40,0,49,0,49,9,40,9,three"]
+    path = _write(tmp_path / "gt_img_1.txt", ending.join(lines).encode())
+    gt = read_icdar_gt(path)
+    assert gt.words == ["one", "two", "three"]
+    assert gt.quads[:, 0, 0].tolist() == [0, 20, 40]
+    res = _write(
+        tmp_path / "res_img_1.txt", ending.join(f[: f.rindex(",")] for f in lines).encode()
+    )
+    assert len(read_icdar_results(res)[0]) == 3
+
+
+def test_cr_only_file_reports_the_right_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "gt_img_2.txt", b"0,0,1,0,1,1,0,1,a\r\r0,0,1,0,1\r")
+    with pytest.raises(IcdarFormatError) as err:
+        read_icdar_gt(path)
+    assert str(err.value).startswith(f"{path}:3:")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "1e300,0,10,0,10,10,0,10,word",
+        "0,0,10,0,10,10,0,-2e7,word",
+        '1e300, 0, 10, 10, "word"',
+        "0,0,1e400,0,10,10,0,10,word",
+    ],
+)
+def test_absurd_or_infinite_gt_coordinate_is_an_error(tmp_path: Path, line: str) -> None:
+    path = _write(tmp_path / "gt_img_4.txt", f"0,0,1,0,1,1,0,1,ok\n{line}\n".encode())
+    with pytest.raises(IcdarFormatError) as err:
+        read_icdar_gt(path)
+    assert str(err.value).startswith(f"{path}:2:")
+    assert "coordinate" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "line", ["1e300,0,10,0,10,10,0,10", "0,0,1e300,10", "0,0,9,0,9,9,0,3e7,0.5"]
+)
+def test_absurd_result_coordinate_is_an_error(tmp_path: Path, line: str) -> None:
+    path = _write(tmp_path / "res_img_4.txt", f"{line}\n".encode())
+    with pytest.raises(IcdarFormatError, match=r"res_img_4\.txt:1: coordinate .* out of range"):
+        read_icdar_results(path)
+
+
+def test_largest_accepted_coordinate_reads_exactly(tmp_path: Path) -> None:
+    path = _write(tmp_path / "gt_img_5.txt", b"0,0,16777216,0,16777216,9,0,9,far\n")
+    assert read_icdar_gt(path).quads[0, 1, 0] == 16777216.0
+
+
+def test_self_intersecting_quad_warns_with_file_and_line(tmp_path: Path) -> None:
+    # Corners 3 and 4 swapped: a bow-tie whose edges cross at (5, 5).
+    text = "0,0,10,0,10,10,0,10,ok\n0,0,10,0,0,10,10,10,bowtie\n"
+    path = _write(tmp_path / "gt_img_6.txt", text.encode())
+    with pytest.warns(IcdarWarning) as record:
+        gt = read_icdar_gt(path)
+    assert len(gt) == 2 and len(record) == 1
+    assert str(record[0].message).startswith(f"{path}:2: quad is not a simple polygon")
+    res = _write(
+        tmp_path / "res_img_6.txt", b"0,0,10,0,10,10,0,10\n0,0,10,10,10,0,0,10,0.9\n"[:-5] + b"\n"
+    )
+    with pytest.warns(IcdarWarning, match=rf"{res.name}:2: quad is not a simple polygon"):
+        read_icdar_results(res)
+
+
+def test_simple_quads_and_ltrb_boxes_do_not_warn(tmp_path: Path) -> None:
+    import warnings
+
+    text = '0,0,10,0,10,10,0,10,a\n5, 5, 5, 9, "thin"\n0,0,10,0,10,10,0,10,b\n'
+    path = _write(tmp_path / "gt_img_8.txt", text.encode())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(read_icdar_gt(path)) == 3
 
 
 def test_gt_round_trip_rounds_to_int(tmp_path: Path) -> None:

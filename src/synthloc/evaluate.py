@@ -264,6 +264,11 @@ def evaluate_ic13(
        sum to p >= ``area_precision`` and the detection overlaps at least two care GT:
        recall += ``merge_weight`` per GT and precision += ``merge_weight`` (1/1 for one GT).
 
+    Stages run in this order and each uses only GT and detections that no earlier match
+    consumed (a detection taken by a split, even a single one scored and labelled "OO", is
+    never merged again). tests/test_deteval_golden.py checks every rule by hand and against an
+    independent re-derivation on thousands of random scenes.
+
     Dataset figures: sum of recall scores / care GT, sum of precision scores / kept detections.
     Per-image: no GT -> recall 1, precision 1 if no detection else 0 (only when a result was
     given); an image without a result entry scores 0/0 per image (dataset sums unaffected).
@@ -438,14 +443,26 @@ def evaluate_folders(
     gt_dir: str | os.PathLike[str],
     pred_dir: str | os.PathLike[str],
     protocol: Protocol = "ic15",
+    allow_empty: bool = False,
 ) -> EvalResult:
     """Score ``res_<stem>.txt`` files against ``gt_<stem>.txt`` files.
 
     A missing result file means no detections for that image; a result file without a GT file
-    is an error (as in the competition).
+    is an error (as in the competition). A prediction folder without any ``res_*.txt`` is an
+    error (FileNotFoundError) unless ``allow_empty``: it is almost always the wrong folder or
+    a naming mismatch, and would silently score 0. (``synthloc detect`` writes a result file
+    for every image, an empty one when nothing was found.) With ``allow_empty`` it scores as
+    no detections anywhere, which is what the competition's script gives an empty archive.
     """
     gt = load_gt_folder(gt_dir)
     pred = load_pred_folder(pred_dir)
+    if not pred and not allow_empty:
+        root = Path(pred_dir)
+        others = sum(1 for p in root.iterdir() if p.is_file())
+        raise FileNotFoundError(
+            f"{root}: no res_<name>.txt result files ({others} other files); check --pred, "
+            "or pass --allow-empty to score it as no detections"
+        )
     unknown = sorted(set(pred) - set(gt), key=natural_key)
     if unknown:
         raise ValueError(

@@ -1,6 +1,7 @@
 """Reading and writing ICDAR Robust Reading ground truth and result files.
 
-Formats handled (one word per line, UTF-8 with or without BOM, LF or CRLF, blank lines ignored):
+Formats handled (one word per line, UTF-8 with or without BOM, blank lines ignored; LF, CRLF and
+CR alone all end a line, so a file saved with old Mac line endings is not read as one long line):
 
 * ICDAR 2015 (8 values): ``x1,y1,x2,y2,x3,y3,x4,y4[,transcription]``, corners clockwise from
   top-left. Everything after the 8th comma is the transcription, so it may contain commas;
@@ -12,22 +13,39 @@ Formats handled (one word per line, UTF-8 with or without BOM, LF or CRLF, blank
 A transcription wrapped in double quotes is unquoted, with ``\\"`` and ``\\\\`` unescaped, as the
 competition's parser does. A line whose first eight fields are all numbers is read as 8-value;
 a line of 5 to 7 bare numbers is rejected as truncated (ICDAR 2013 quotes its transcriptions).
+
+Checks: a coordinate must be finite and within +-``MAX_COORDINATE`` (``1e300`` would become inf
+in float32 and still be scored); a malformed line or invalid UTF-8 is an ``IcdarFormatError``
+naming ``<path>:<line>``. An 8-value quad that is not a simple polygon (edges that cross, or all
+corners on one line) is read, because the official ICDAR 2015 script does not reject it either
+(it only rejects counter-clockwise corner orders), but it draws an ``IcdarWarning`` naming
+``<path>:<line>``: the ICDAR 2015 protocol scores such a quad as the area shapely's ``make_valid``
+repairs it to (a bow-tie becomes its two triangles), which the competition's polygon library
+may not do the same way.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import shapely
 
 from synthloc.atomic import write_text_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DONT_CARE = "###"
+# Largest coordinate magnitude accepted: float32 holds every integer up to 2**24 exactly, and no
+# image is that large, so anything beyond is a corrupt value rather than a far-away word.
+MAX_COORDINATE = float(2**24)
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 _QUOTED = re.compile(r'^\s*"(.*)"\s*$', re.DOTALL)
@@ -35,6 +53,10 @@ _QUOTED = re.compile(r'^\s*"(.*)"\s*$', re.DOTALL)
 
 class IcdarFormatError(ValueError):
     """A malformed ICDAR file; the message starts with ``<path>:<line number>:``."""
+
+
+class IcdarWarning(UserWarning):
+    """A readable line that is scored differently from what it looks like (``<path>:<line>:``)."""
 
 
 @dataclass
@@ -76,6 +98,7 @@ def _unquote(text: str) -> str:
 
 
 def _ltrb_quad(values: Sequence[float], where: str) -> np.ndarray:
+    _check_coordinates(values, where)
     xmin, ymin, xmax, ymax = values
     if xmax < xmin or ymax < ymin:
         raise IcdarFormatError(
@@ -85,32 +108,66 @@ def _ltrb_quad(values: Sequence[float], where: str) -> np.ndarray:
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:
-    """Non-blank lines of a text file with their 1-based numbers; BOM and CR removed."""
+    """Non-blank lines of a text file with their 1-based numbers; BOM and line ends removed.
+
+    LF, CRLF and a lone CR each end a line. The bytes are split before decoding (UTF-8 never
+    has CR or LF bytes inside a character), so a decoding error names its line.
+    """
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise OSError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise IcdarFormatError(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
-    # Split on LF only: str.splitlines would also split on Unicode separators inside words.
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
     out = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        line = line.replace("\r", "")
+    # Only CR and LF end a line: str.splitlines would also split on Unicode separators in words.
+    for lineno, chunk in enumerate(_LINE_END.split(raw), start=1):
+        try:
+            line = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise IcdarFormatError(
+                f"{path}:{lineno}: not valid UTF-8 (byte 0x{chunk[exc.start]:02x} at column "
+                f"{exc.start + 1}); save the file as UTF-8"
+            ) from exc
         if line.strip():
             out.append((lineno, line))
     return out
 
 
-def _parse_gt_line(line: str, where: str) -> tuple[np.ndarray, str]:
+def _check_coordinates(values: Sequence[float], where: str) -> None:
+    for value in values:
+        if not np.isfinite(value):
+            raise IcdarFormatError(f"{where}: non-finite coordinate {value}")
+        if abs(value) > MAX_COORDINATE:
+            raise IcdarFormatError(
+                f"{where}: coordinate {value:g} is out of range (|value| > {MAX_COORDINATE:.0f})"
+            )
+
+
+def _warn_invalid_quads(quads: list[np.ndarray], wheres: list[str]) -> None:
+    """IcdarWarning for each 8-value quad that is not a simple polygon (see the module doc)."""
+    if not quads:
+        return
+    polygons = shapely.polygons(np.array(quads, dtype=np.float64))
+    for k in np.flatnonzero(~shapely.is_valid(polygons)):
+        reason = shapely.is_valid_reason(polygons[k])
+        warnings.warn(
+            IcdarWarning(
+                f"{wheres[k]}: quad is not a simple polygon ({reason}); the ic15 protocol "
+                "scores the area it encloses after repair (shapely.make_valid)"
+            ),
+            stacklevel=3,
+        )
+
+
+def _parse_gt_line(line: str, where: str) -> tuple[np.ndarray, str, bool]:
+    """(quad [4, 2], transcription, True for an 8-value line / False for LTRB)."""
     fields = line.split(",", 8)
     if len(fields) >= 8 and all(_is_number(f) for f in fields[:8]):
         coords = np.array([float(f) for f in fields[:8]], dtype=np.float64)
-        if not np.all(np.isfinite(coords)):
-            raise IcdarFormatError(f"{where}: non-finite coordinate")
+        _check_coordinates(coords.tolist(), where)
         word = _unquote(fields[8]) if len(fields) == 9 else ""
-        return coords.reshape(4, 2), word
+        return coords.reshape(4, 2), word, True
     ltrb = line.split(",", 4)
     all_numeric = all(_is_number(f) for f in line.split(","))
     # 5 to 7 bare numbers is a truncated 8-value line, not an LTRB box with a numeric word.
@@ -121,7 +178,7 @@ def _parse_gt_line(line: str, where: str) -> tuple[np.ndarray, str]:
     ):
         quad = _ltrb_quad([float(f) for f in ltrb[:4]], where)
         word = _unquote(ltrb[4]) if len(ltrb) == 5 else ""
-        return quad, word
+        return quad, word, False
     numeric = 0
     for f in fields[:8]:
         if not _is_number(f):
@@ -136,15 +193,21 @@ def _parse_gt_line(line: str, where: str) -> tuple[np.ndarray, str]:
 def read_icdar_gt(path: str | os.PathLike[str]) -> IcdarGT:
     """Read one ICDAR 2013/2015 ground-truth file.
 
-    Raises IcdarFormatError("<path>:<line>: <problem>") on a malformed line.
+    Raises IcdarFormatError("<path>:<line>: <problem>") on a malformed line; warns
+    (IcdarWarning) about a quad that is not a simple polygon.
     """
     path = Path(path)
     quads: list[np.ndarray] = []
     words: list[str] = []
+    eight_value: list[tuple[np.ndarray, str]] = []
     for lineno, line in _read_lines(path):
-        quad, word = _parse_gt_line(line, f"{path}:{lineno}")
+        where = f"{path}:{lineno}"
+        quad, word, is_quad = _parse_gt_line(line, where)
         quads.append(quad)
         words.append(word)
+        if is_quad:
+            eight_value.append((quad, where))
+    _warn_invalid_quads([q for q, _ in eight_value], [w for _, w in eight_value])
     arr = np.array(quads, dtype=np.float32).reshape(-1, 4, 2)
     return IcdarGT(quads=arr, words=words)
 
@@ -154,10 +217,12 @@ def read_icdar_results(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
 
     Lines are ``x1,y1,...,x4,y4[,confidence]`` or ``xmin,ymin,xmax,ymax[,confidence]``.
     Returns quads float32 [K, 4, 2] and scores float32 [K], or None when no line has a confidence.
-    Mixing lines with and without confidence is an error.
+    Mixing lines with and without confidence is an error; a quad that is not a simple polygon
+    draws an IcdarWarning.
     """
     path = Path(path)
     quads: list[np.ndarray] = []
+    eight_value: list[tuple[np.ndarray, str]] = []
     scores: list[float] = []
     with_score: bool | None = None
     for lineno, line in _read_lines(path):
@@ -171,7 +236,9 @@ def read_icdar_results(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
         if not all(np.isfinite(values)):
             raise IcdarFormatError(f"{where}: non-finite value")
         if len(values) in (8, 9):
+            _check_coordinates(values[:8], where)
             quad = np.array(values[:8], dtype=np.float64).reshape(4, 2)
+            eight_value.append((quad, where))
         elif len(values) in (4, 5):
             quad = _ltrb_quad(values[:4], where)
         else:
@@ -187,6 +254,7 @@ def read_icdar_results(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
         quads.append(quad)
         if has_score:
             scores.append(values[-1])
+    _warn_invalid_quads([q for q, _ in eight_value], [w for _, w in eight_value])
     arr = np.array(quads, dtype=np.float32).reshape(-1, 4, 2)
     return arr, (np.array(scores, dtype=np.float32) if with_score else None)
 
