@@ -405,9 +405,15 @@ def test_write_outputs_round_trip(tmp_path: Path) -> None:
     assert set(paths) == {"txt", "json", "vis"}
     quads, scores = read_icdar_results(paths["txt"])
     np.testing.assert_array_equal(quads, np.rint(np.array([quad, quad + 100])))
+    assert scores is None  # the submission format: eight values, no score
+    write_outputs(
+        tmp_path, "img_7", dets, image=_image(200, 240), source="img_7.jpg", res_scores=True
+    )
+    _, scores = read_icdar_results(paths["txt"])
     assert scores is not None
     np.testing.assert_allclose(scores, [0.875, 0.5])
     record = json.loads(paths["json"].read_text())
+    np.testing.assert_allclose([d["score"] for d in record["detections"]], [0.875, 0.5])
     assert record["width"] == 240 and record["height"] == 200 and record["image"] == "img_7.jpg"
     np.testing.assert_allclose(record["detections"][0]["quad"], quad, atol=0.01)
     assert cv2.imread(str(paths["vis"])).shape == (200, 240, 3)

@@ -47,15 +47,24 @@ from synthloc.detect.detector import (
 from synthloc.detect.images import (
     IMAGE_EXTENSIONS,
     MAX_SCALE_FACTOR,
+    FolderListing,
     ImageInput,
     ImageReadError,
     _as_image,
     list_images,
     load_image,
     resized_size,
+    scan_images,
     validate_scales,
 )
-from synthloc.detect.outputs import draw_detections, output_paths, write_outputs
+from synthloc.detect.outputs import (
+    draw_detections,
+    is_own_output,
+    output_paths,
+    settings_match,
+    submission_quads,
+    write_outputs,
+)
 
 # Where a package build ships its default weights (``Detector.load(None)``).
 DEFAULT_MODEL_RESOURCE = ("assets", "models", "default.pt")
@@ -91,6 +100,7 @@ __all__ = [
     "PRESETS",
     "Detection",
     "Detector",
+    "FolderListing",
     "ImageInput",
     "ImageReadError",
     "ImageResult",
@@ -98,10 +108,14 @@ __all__ = [
     "_as_image",
     "default_model_path",
     "draw_detections",
+    "is_own_output",
     "list_images",
     "load_image",
     "output_paths",
     "resized_size",
+    "scan_images",
+    "settings_match",
+    "submission_quads",
     "validate_scales",
     "write_outputs",
 ]

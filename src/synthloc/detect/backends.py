@@ -80,6 +80,25 @@ class _OnnxBackend:
 
 
 def _pick_device(device: str | torch.device | None) -> torch.device:
+    """The torch device to run on: None picks CUDA when available, else CPU.
+
+    A device name torch does not know, or one this machine or torch build cannot use
+    (``cuda`` without a GPU or on a CPU-only build), is a ``ValueError`` naming it.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {str(device)!r} (e.g. cpu, cuda, cuda:1)") from exc
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {str(device)!r} is not available: this torch build or machine has no "
+            "CUDA GPU; use --device cpu"
+        )
+    try:  # a zero-size allocation proves the device (and its index) usable
+        torch.empty(0, device=torch_device)
+    except Exception as exc:  # torch raises RuntimeError, AssertionError, ... per backend
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"device {str(device)!r} is not usable ({message})") from exc
+    return torch_device

@@ -45,7 +45,11 @@ class Detection:
     """One detected word.
 
     quad: float32 ``[4, 2]``, original-image pixel coordinates, clockwise from top-left.
-    score: the model's confidence for the word (after a sigmoid for logit models).
+    score: the model's confidence for the word, in ``[0, 1]``: the predicted confidence of
+        the grid cell holding the word's centre (a sigmoid for logit models; for linear
+        models, trained to regress 1 in such cells and 0 elsewhere, the raw value clipped
+        to ``[0, 1]``, since a regression can overshoot slightly, e.g. 1.004).  Higher means
+        surer; it is a ranking score, not a calibrated probability.
     """
 
     quad: np.ndarray
@@ -114,6 +118,8 @@ class Detector:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
         if not min_size >= 0.0:
             raise ValueError(f"min_size must be >= 0, got {min_size}")
+        if not 0.0 <= threshold <= 1.0:  # also refuses NaN
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         self.backend = backend
         self.stride = int(stride)
         self.confidence = confidence
@@ -338,7 +344,11 @@ class Detector:
         if len(quads) == 0:
             return []
         keep = rotated_nms(quads, scores, self.nms_iou)
-        return [Detection(quads[i].astype(np.float32), float(scores[i])) for i in keep]
+        # Scores are reported in [0, 1] (see Detection); NMS ranked them unclipped.
+        return [
+            Detection(quads[i].astype(np.float32), min(max(float(scores[i]), 0.0), 1.0))
+            for i in keep
+        ]
 
     def detect_paths(
         self, paths: Iterable[str | os.PathLike[str]], *, keep_images: bool = False
@@ -378,14 +388,22 @@ class Detector:
                 yield from flush()
                 yield ImageResult(path, error=str(exc))
                 continue
+            # Anything else while decoding (an OpenCV or memory error on a huge or odd file)
+            # is reported against the file too; the job goes on.
+            except Exception as exc:
+                yield from flush()
+                yield ImageResult(path, error=f"{path}: cannot read image ({exc})")
+                continue
             pending.append((path, image))
             if len(pending) >= self.batch_size:
                 yield from flush()
         yield from flush()
 
-    def detect_folder(self, folder: str | os.PathLike[str]) -> list[ImageResult]:
+    def detect_folder(
+        self, folder: str | os.PathLike[str], *, recursive: bool = False
+    ) -> list[ImageResult]:
         """Detect every image in ``folder`` (see :func:`list_images`), in natural name order."""
-        return list(self.detect_paths(list_images(folder)))
+        return list(self.detect_paths(list_images(folder, recursive=recursive)))
 
 
 def _preset_hints(stored: object, path: Path, preset: str) -> object:

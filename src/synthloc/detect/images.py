@@ -10,16 +10,30 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from synthloc.data.icdar import natural_key
+from synthloc.detect.outputs import is_own_output
 
 # Scale values up to this are factors of the original size, larger ones long sides in pixels.
 MAX_SCALE_FACTOR = 8.0
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+# .jfif and .jpe are JPEG files under other names.
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+)
 
 ImageInput = np.ndarray | str | os.PathLike[str]
 
@@ -41,7 +55,14 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageReadError(f"{file}: cannot read file ({exc.strerror or exc})") from exc
     if data.size == 0:
         raise ImageReadError(f"{file}: empty file")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        # OpenCV refuses images over CV_IO_MAX_IMAGE_PIXELS (2^30 by default) this way.
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
+        raise ImageReadError(f"{file}: cannot decode ({reason})") from exc
+    except MemoryError as exc:
+        raise ImageReadError(f"{file}: too large to decode in memory") from exc
     if bgr is None or bgr.ndim != 3 or bgr.shape[0] == 0 or bgr.shape[1] == 0:
         raise ImageReadError(f"{file}: not a decodable image (corrupt or unsupported format)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -93,27 +114,72 @@ def _resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (w, h), interpolation=interpolation)
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files (by extension) directly in ``folder``, in natural name order.
+@dataclass
+class FolderListing:
+    """What :func:`scan_images` found in a folder.
 
-    An ICDAR-style dataset root with no images of its own but an ``images/`` (or ``imgs/``)
-    subfolder lists that subfolder instead.
+    images: image files in natural name order; skipped: ``(path, reason)`` for every other
+    entry that was not taken, except our own outputs, which are only counted
+    (``own_outputs``) so that a folder used as both input and output is not re-read.
+    """
+
+    images: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    own_outputs: int = 0
+
+
+def scan_images(folder: str | os.PathLike[str], *, recursive: bool = False) -> FolderListing:
+    """List the image files (by extension) in ``folder`` and say what else was there.
+
+    Without ``recursive`` only the folder's own files are taken and subfolders are reported
+    as skipped; an ICDAR-style dataset root with no images of its own but an ``images/`` (or
+    ``imgs/``) subfolder lists that subfolder instead.  With ``recursive`` every subfolder
+    is walked (hidden ones excepted), in natural order of the relative path.  Hidden files,
+    files with another or no extension, and results written by ``synthloc detect``
+    (``*_vis.jpg`` and friends) are not taken.
     """
     root = Path(folder)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a directory")
+    if not recursive:
+        listing = _scan(root, root, recursive=False)
+        if not listing.images:
+            for sub in ("images", "imgs"):
+                if (root / sub).is_dir():
+                    return _scan(root / sub, root / sub, recursive=False)
+        return listing
+    return _scan(root, root, recursive=True)
 
-    def images_in(directory: Path) -> list[Path]:
-        files = [
-            p
-            for p in directory.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-        ]
-        return sorted(files, key=lambda p: natural_key(p.name))
 
-    found = images_in(root)
-    if not found:
-        for sub in ("images", "imgs"):
-            if (root / sub).is_dir():
-                return images_in(root / sub)
-    return found
+def _scan(directory: Path, root: Path, *, recursive: bool) -> FolderListing:
+    listing = FolderListing()
+    entries = sorted(directory.iterdir(), key=lambda p: natural_key(p.name))
+    for path in entries:
+        if path.name.startswith("."):
+            listing.skipped.append((path, "hidden"))
+        elif path.is_dir():
+            if recursive:
+                inner = _scan(path, root, recursive=True)
+                listing.images.extend(inner.images)
+                listing.skipped.extend(inner.skipped)
+                listing.own_outputs += inner.own_outputs
+            else:
+                listing.skipped.append((path, "subfolder"))
+        elif not path.is_file():
+            listing.skipped.append((path, "not a regular file"))
+        elif is_own_output(path):
+            listing.own_outputs += 1
+        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+            listing.images.append(path)
+        elif not path.suffix:
+            listing.skipped.append((path, "no extension"))
+        else:
+            listing.skipped.append((path, "not an image extension"))
+    if recursive and directory == root:
+        listing.images.sort(key=lambda p: natural_key(str(p.relative_to(root))))
+    return listing
+
+
+def list_images(folder: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (see :func:`scan_images`), in natural name order."""
+    return scan_images(folder, recursive=recursive).images
