@@ -233,6 +233,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    problem = out_folder_problem(args.out)
+    if problem is not None:
+        print(f"error: --out {problem}", file=sys.stderr)
+        return 2
     jobs, errors, notes, any_folder = _gather(args.paths, args.out, args.recursive)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -276,11 +280,6 @@ def run(args: argparse.Namespace) -> int:
     if total == 0:
         print("error: no images to process", file=sys.stderr)
         return 1
-    problem = out_folder_problem(args.out)
-    if problem is not None:
-        print(f"error: --out {problem}", file=sys.stderr)
-        return 2
-
     failed = len(errors)
     words = 0
     start = time.perf_counter()
