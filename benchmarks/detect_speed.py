@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -118,7 +119,8 @@ def main() -> int:
         folder = args.images if args.images is not None else SHARED_DEV
         if folder.is_dir():
             paths = list_images(folder)[: args.count]
-            source = str(folder)
+            # Recorded relative to the repository root: results.json names no machine paths.
+            source = os.path.relpath(folder.resolve(), ROOT)
         else:
             paths = synthetic_photos(tmp, args.count)
             source = "synthetic 1280x720 JPEGs (no photo folder found)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,33 @@ def test_train_map_folders_need_photos(tmp_path: Path, capsys: pytest.CaptureFix
         in capsys.readouterr().err
     )
     assert not (tmp_path / "run").exists()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# Absolute paths of some machine: the committed files must name paths relative to the repo.
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|home|root|Users|tmp|mnt|data)/")
+
+
+def test_committed_configs_and_docs_name_no_machine_paths() -> None:
+    files = [
+        *sorted((ROOT / "configs").glob("*.yaml")),
+        *sorted((ROOT / "training" / "default_model").glob("*.yaml")),
+        ROOT / "MODEL_CARD.md",
+        ROOT / "benchmarks" / "results.json",
+    ]
+    assert len(files) >= 5
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if MACHINE_PATH.search(line)
+    ]
+    assert found == []
+
+
+def test_default_model_config_paths_are_relative_to_the_repo_root() -> None:
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "default_model.yaml").read_text())
+    text = repr(config)
+    assert "data/shards_s1" in text and "../shared/data/backgrounds" in text

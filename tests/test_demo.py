@@ -57,3 +57,33 @@ def test_demo_writes_report(
 
 def test_demo_rejects_zero_count(tmp_path: Path) -> None:
     assert main(["demo", "--out", str(tmp_path), "--count", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--size", "10"], "--size 10"),
+        (["--size", "100000"], "--size 100000"),
+        (["--model", "NOT_A_MODEL"], "NOT_A_MODEL"),
+    ],
+)
+def test_demo_bad_options_are_one_line_errors(
+    tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()  # nothing synthesized
+
+
+def test_demo_out_that_is_a_file_is_a_one_line_error(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "below"):
+        code = main(["demo", "--out", str(out), "--model", str(tiny_model), "--no-progress"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert str(a_file) in err and len(err.strip().splitlines()) == 1, err

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import struct
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +26,7 @@ from synthloc.detect import (
     list_images,
     load_image,
     resized_size,
+    submission_quads,
     validate_scales,
     write_outputs,
 )
@@ -405,9 +409,15 @@ def test_write_outputs_round_trip(tmp_path: Path) -> None:
     assert set(paths) == {"txt", "json", "vis"}
     quads, scores = read_icdar_results(paths["txt"])
     np.testing.assert_array_equal(quads, np.rint(np.array([quad, quad + 100])))
+    assert scores is None  # the submission format: eight values, no score
+    write_outputs(
+        tmp_path, "img_7", dets, image=_image(200, 240), source="img_7.jpg", res_scores=True
+    )
+    _, scores = read_icdar_results(paths["txt"])
     assert scores is not None
     np.testing.assert_allclose(scores, [0.875, 0.5])
     record = json.loads(paths["json"].read_text())
+    np.testing.assert_allclose([d["score"] for d in record["detections"]], [0.875, 0.5])
     assert record["width"] == 240 and record["height"] == 200 and record["image"] == "img_7.jpg"
     np.testing.assert_allclose(record["detections"][0]["quad"], quad, atol=0.01)
     assert cv2.imread(str(paths["vis"])).shape == (200, 240, 3)
@@ -539,3 +549,253 @@ def test_end_to_end_cli_detect_then_eval(
     code = main(["eval", "--gt", str(synthetic_icdar / "gt"), "--pred", str(pred)])
     assert code == 0
     assert "precision" in capsys.readouterr().out
+
+
+# -- issue 16: package layout, submission format, reliability -----------------------------------
+
+
+def test_detector_lives_in_a_package_and_decodes_in_one_method(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from synthloc.detect import backends, detector, images, outputs
+
+    assert detect_module.Detector is detector.Detector
+    assert detect_module.load_image is images.load_image
+    assert detect_module.write_outputs is outputs.write_outputs
+    assert callable(backends._pick_device)
+    calls: list[tuple[tuple[int, ...], tuple[float, float]]] = []
+    original = detector.Detector._decode
+
+    def spy(self: Detector, pred: np.ndarray, scale_xy: tuple[float, float]) -> object:
+        calls.append((pred.shape, scale_xy))
+        return original(self, pred, scale_xy)
+
+    monkeypatch.setattr(detector.Detector, "_decode", spy)
+    image = _image(300, 400)
+    found = Detector.from_model(OracleModel(_words(), (300, 400)), scales=(2.0,), fold_bn=False)(
+        image
+    )
+    assert len(found) == 4
+    assert calls == [((7, 19, 25), (0.5, 0.5))]  # one map of 600x800 padded to 608x800
+
+
+_IC15_LINE = re.compile(r"^\s*" + r"\s*,\s*".join([r"(-?[0-9]+)"] * 8) + r"\s*$")
+
+
+def _official_ic15_problems(path: Path) -> list[str]:
+    """The official RRC ic15 script's check of one result file with its default parameters
+    (LTRB False, CRLF False, CONFIDENCES False), re-implemented from its public text:
+    lines split on LF with CR removed, blank lines skipped, each line exactly eight
+    integers, and the corners clockwise: sum of (x2 - x1) * (y2 + y1) over edges <= 0."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return [f"{path.name}: not UTF-8"]
+    problems = []
+    for line in text.split("\n"):
+        line = line.replace("\r", "")
+        if not line:
+            continue
+        match = _IC15_LINE.match(line)
+        if match is None:
+            problems.append(f"{path.name}: {line!r} is not x1,y1,x2,y2,x3,y3,x4,y4")
+            continue
+        pts = [int(v) for v in match.groups()]
+        edges = sum(
+            (pts[(2 * i + 2) % 8] - pts[2 * i]) * (pts[(2 * i + 3) % 8] + pts[2 * i + 1])
+            for i in range(4)
+        )
+        if edges > 0:
+            problems.append(f"{path.name}: {line!r} is not clockwise")
+    return problems
+
+
+def test_official_ic15_rule_reimplementation_golden_lines(tmp_path: Path) -> None:
+    good = tmp_path / "res_img_1.txt"
+    good.write_bytes(b"10,10,50,10,50,30,10,30\r\n\r\n-2,5,8,5,8,9,-2,9\n")
+    assert _official_ic15_problems(good) == []
+    for bad_line in (
+        b"10,10,50,10,50,30,10,30,0.9",  # a ninth value
+        b"10,10,50,10,50,30,10,30.5",  # not an integer
+        b"10,10,10,30,50,30,50,10",  # counter-clockwise on screen
+    ):
+        (tmp_path / "bad.txt").write_bytes(bad_line + b"\r\n")
+        assert len(_official_ic15_problems(tmp_path / "bad.txt")) == 1, bad_line
+
+
+def test_res_files_pass_the_official_ic15_format_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_path, folder, _ = _cli_inputs(tmp_path)
+    out = tmp_path / "out"
+    base = ["detect", str(folder), "--model", str(model_path), "--threshold", "0.0", "--quiet"]
+    assert main([*base, "--out", str(out)]) == 0, capsys.readouterr().err
+    lines = 0
+    for res in sorted(out.glob("res_*.txt")):
+        assert _official_ic15_problems(res) == []
+        lines += len([x for x in res.read_text().splitlines() if x])
+    assert lines > 10  # a random model at threshold 0 finds plenty of quads to check
+    # Scores stay in the JSON, in [0, 1], and behind --res-scores in the text files.
+    record = json.loads((out / "img_1.json").read_text())
+    assert all(0.0 <= d["score"] <= 1.0 for d in record["detections"])
+    scored = tmp_path / "scored"
+    assert main([*base, "--out", str(scored), "--res-scores"]) == 0
+    _, scores = read_icdar_results(scored / "res_img_1.txt")
+    assert scores is not None and np.all((scores >= 0.0) & (scores <= 1.0))
+
+
+def test_scores_above_one_are_reported_as_one() -> None:
+    oracle = OracleModel(_words(), (300, 400), scores=np.array([1.004, 0.9, 0.8, 1.2]))
+    found = Detector.from_model(oracle, scales=(2.0,), fold_bn=False)(_image(300, 400))
+    assert sorted(d.score for d in found) == pytest.approx([0.8, 0.9, 1.0, 1.0])
+
+
+def test_submission_quads_flags_quads_that_round_to_anticlockwise() -> None:
+    quads = np.array(
+        [
+            [[0.0, 0.0], [10.0, 0.0], [10.0, 5.0], [0.0, 5.0]],  # clockwise on screen
+            [[0.0, 0.0], [0.0, 5.0], [10.0, 5.0], [10.0, 0.0]],  # anticlockwise
+            # A sliver, clockwise in floats, whose rounded corners go the other way.
+            [[2.6, 2.5], [1.2, 1.4], [2.5, 2.0], [2.5, 2.3]],
+        ]
+    )
+    rounded, accepted = submission_quads(quads)
+    assert rounded.dtype == np.int64 and rounded.shape == (3, 4, 2)
+    assert accepted.tolist() == [True, False, False]
+
+
+def _huge_png(path: Path, width: int, height: int) -> None:
+    """A PNG whose header declares ``width x height`` (no pixel data: a decoder must refuse
+    it by its size before allocating)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def test_an_image_over_2_30_pixels_is_named_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_path, folder, _ = _cli_inputs(tmp_path)
+    _huge_png(folder / "img_15.png", 40_000, 30_000)  # 1.2e9 pixels > 2^30
+    with pytest.raises(ImageReadError, match=r"img_15\.png"):
+        load_image(folder / "img_15.png")
+    out = tmp_path / "out"
+    code = main(["detect", str(folder), "--out", str(out), "--model", str(model_path), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "img_15.png" in captured.err and "Traceback" not in captured.err
+    assert "1 of 3 failed" in captured.out
+    assert (out / "res_img_1.txt").is_file() and (out / "res_img_2.txt").is_file()
+
+
+def test_folder_listing_says_what_it_skipped_and_recursive_walks_subfolders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_path, folder, _ = _cli_inputs(tmp_path)
+    cv2.imwrite(str(folder / "photo.jpg"), _image(90, 120, 5))
+    (folder / "photo.jpg").rename(folder / "phone.jfif")  # a JPEG by another name
+    (folder / "README").write_text("no extension")
+    (folder / "sub").mkdir()
+    cv2.imwrite(str(folder / "sub" / "deep.png"), _image(80, 100, 6))
+    out = tmp_path / "out"
+    args = ["detect", str(folder), "--out", str(out), "--model", str(model_path), "--quiet"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "0 of 3 failed" in captured.out  # img_1, img_2, phone.jfif
+    assert (out / "res_phone.txt").is_file()
+    for name in ("readme.txt", "README", "sub/"):
+        assert name in captured.err
+    assert "--recursive" in captured.err
+    assert main([*args, "--recursive"]) == 0
+    assert "0 of 4 failed" in capsys.readouterr().out
+    assert (out / "sub" / "res_deep.txt").is_file()
+
+
+def test_help_examples_name_model_files_that_detect_and_export_accept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for verb in ("detect", "export"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        examples = re.findall(r"--model (\S+\.pt)", capsys.readouterr().out)
+        assert examples, verb
+        for example in examples:
+            # `synthloc train --out runs/exp` writes best_model.pt and model.pt as model files;
+            # best.pt and last.pt are training checkpoints that both commands refuse.
+            assert Path(example).name in ("best_model.pt", "model.pt"), example
+    monkeypatch.chdir(tmp_path)
+    Path("runs/exp").mkdir(parents=True)
+    save_model(Path("runs/exp/best_model.pt"), _tiny_model())
+    cv2.imwrite("photo.jpg", _image(64, 96))
+    assert (
+        main(["detect", "photo.jpg", "--out", "results/", "--model", "runs/exp/best_model.pt"]) == 0
+    )
+
+
+@pytest.mark.parametrize("value", ["nan", "2", "-1", "abc"])
+def test_threshold_outside_0_1_is_a_one_line_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", "x.jpg", "--out", "unused", "--threshold", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--threshold" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="threshold"):
+        Detector.from_model(_tiny_model(), threshold=float(value) if value != "abc" else 2.0)
+
+
+def test_bad_devices_and_out_paths_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_path, folder, _ = _cli_inputs(tmp_path)
+    base = ["detect", str(folder), "--model", str(model_path), "--quiet"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU build, everywhere
+    for device, message in (("cuda", "not available"), ("bogus", "unknown device")):
+        assert main([*base, "--out", str(tmp_path / "o"), "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "below"):
+        assert main([*base, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert str(a_file) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_skip_existing_redoes_images_made_with_other_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_path, folder, _ = _cli_inputs(tmp_path)
+    out = tmp_path / "out"
+    base = ["detect", str(folder), "--out", str(out), "--model", str(model_path), "--no-vis"]
+    assert main([*base, "--threshold", "0.0", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--threshold", "0.5", "--quiet", "--skip-existing"]) == 0
+    assert "outputs exist" not in capsys.readouterr().out  # other threshold: both redone
+    assert json.loads((out / "img_1.json").read_text())["threshold"] == 0.5
+    assert main([*base, "--threshold", "0.5", "--quiet", "--skip-existing"]) == 0
+    assert "2 skipped" in capsys.readouterr().out
+    other = tmp_path / "other.pt"
+    save_model(other, _tiny_model(width=0.5))
+    again = ["detect", str(folder), "--out", str(out), "--model", str(other), "--no-vis"]
+    assert main([*again, "--threshold", "0.5", "--quiet", "--skip-existing"]) == 0
+    assert "outputs exist" not in capsys.readouterr().out  # other weights: redone
+
+
+def test_detect_into_its_own_input_folder_does_not_read_its_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_path, folder, _ = _cli_inputs(tmp_path)
+    args = ["detect", str(folder), "--out", str(folder), "--model", str(model_path), "--quiet"]
+    for _ in range(2):
+        assert main(args) == 0
+        assert "0 of 2 failed" in capsys.readouterr().out
+    assert not list(folder.glob("*_vis_vis.jpg")) and not (folder / "res_img_1_vis.txt").exists()

@@ -161,3 +161,19 @@ def test_cli_default_parity_sizes_cover_photos_and_a_non_multiple() -> None:
 
     assert {(512, 512), (384, 640), (736, 1280)} <= set(PARITY_SIZES)
     assert any(h % 32 or w % 32 for h, w in PARITY_SIZES)
+
+
+def test_cli_export_refuses_bad_opsets_and_out_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for opset in ("5", "10", "21"):
+        assert main(["export", "--out", str(tmp_path / "m.onnx"), "--opset", opset]) == 2
+        err = capsys.readouterr().err
+        assert "11 to 20" in err and len(err.strip().splitlines()) == 1, err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out in (a_file / "m.onnx", tmp_path):
+        assert main(["export", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert a_file.read_text() == "x"

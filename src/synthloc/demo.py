@@ -12,12 +12,16 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from synthloc.atomic import write_bytes_atomic
 from synthloc.data.icdar import IcdarGT, read_icdar_gt
+
+if TYPE_CHECKING:
+    from synthloc.detect import Detector
 
 
 @dataclass
@@ -60,10 +64,12 @@ def run_demo(
     size: int = 512,
     model: Path | None = None,
     progress: bool = True,
+    detector: Detector | None = None,
 ) -> DemoResult:
     """Synthesize ``count`` images, detect, evaluate (ICDAR 2015 protocol) and write a report.
 
-    ``model`` None uses the model shipped in the package. Returns the report paths and metrics.
+    ``model`` None uses the model shipped in the package; an already loaded ``detector``
+    is used instead when given. Returns the report paths and metrics.
     """
     from synthloc.detect import Detector, load_image
     from synthloc.evaluate import evaluate_ic15
@@ -89,7 +95,8 @@ def run_demo(
         p.stem: read_icdar_gt(data_dir / "gt" / f"gt_{p.stem}.txt") for p in image_paths
     }
 
-    detector = Detector.load(model)
+    if detector is None:
+        detector = Detector.load(model)
     predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     tiles = []
     for path in image_paths:

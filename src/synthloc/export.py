@@ -37,6 +37,11 @@ from synthloc.atomic import atomic_path
 from synthloc.model import fold_batchnorm, preprocess
 
 DEFAULT_OPSET = 17
+# Opsets the export supports: the zero padding to a stride multiple has input-dependent
+# sizes, which ONNX Pad takes as an input only from opset 11; the legacy (TorchScript)
+# exporter stops at 20.
+MIN_OPSET = 11
+MAX_OPSET = 20
 DEFAULT_PARITY_SIZES: tuple[tuple[int, int], ...] = ((512, 512), (384, 640), (736, 1280))
 INPUT_NAME = "image"
 OUTPUT_NAME = "pred"
@@ -114,6 +119,8 @@ def export_onnx(
     """
     import onnx
 
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"ONNX opset {opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}")
     out = Path(path)
     stride = int(model.stride)  # type: ignore[arg-type]
     net = _PadToStride(fold_batchnorm(model).cpu().float().eval(), stride).eval()

@@ -9,8 +9,11 @@ place when the largest difference is within the tolerance.
 `synthloc detect --model model.onnx` then runs it.
 
 examples:
-  synthloc export --format onnx --out model.onnx --model runs/exp/best.pt
+  synthloc export --format onnx --out model.onnx --model runs/exp/best_model.pt
   synthloc export --format onnx --out model.onnx           # the shipped default model
+
+(`synthloc train --out runs/exp` writes the model files best_model.pt and model.pt; best.pt
+and last.pt there are training checkpoints for --resume, not model files.)
 """
 
 from __future__ import annotations
@@ -37,9 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=None,
-        help="model file from `synthloc train` (default: the model shipped with the package)",
+        help="model file from `synthloc train`, e.g. runs/exp/best_model.pt (default: the model "
+        "shipped with the package)",
     )
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
+    parser.add_argument(
+        "--opset", type=int, default=17, help="ONNX opset version, 11 to 20 (default 17)"
+    )
     parser.add_argument(
         "--parity-sizes",
         type=_size,
@@ -58,10 +64,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synthloc.atomic import atomic_path
+    from synthloc.commands.checks import out_file_problem
     from synthloc.detect import NoDefaultModelError, default_model_path
-    from synthloc.export import OnnxParityError, check_onnx_parity, export_onnx
+    from synthloc.export import (
+        MAX_OPSET,
+        MIN_OPSET,
+        OnnxParityError,
+        check_onnx_parity,
+        export_onnx,
+    )
     from synthloc.model import load_model_with_extra
 
+    if not MIN_OPSET <= args.opset <= MAX_OPSET:
+        print(
+            f"error: --opset {args.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}",
+            file=sys.stderr,
+        )
+        return 2
+    problem = out_file_problem(args.out)
+    if problem is not None:
+        print(f"error: --out {problem}", file=sys.stderr)
+        return 2
     try:
         model_path = default_model_path() if args.model is None else args.model
         model, extra = load_model_with_extra(model_path)
@@ -85,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
             worst = check_onnx_parity(model, tmp, sizes=args.parity_sizes, atol=args.atol)
     except OnnxParityError as exc:
         print(f"error: parity check failed, {out} not written: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {out}: cannot write ({exc.strerror or exc})", file=sys.stderr)
         return 1
     sizes = ", ".join(f"{h}x{w}" for h, w in args.parity_sizes)
     size_mb = out.stat().st_size / 1e6

@@ -1,51 +1,31 @@
-"""Word detection with a trained FCRN: multi-scale inference -> decode -> rotated NMS.
-
-The pipeline for one image (as in the paper, which runs the FCRN at several scales and merges):
-
-1. For every scale, resize the image keeping its aspect ratio (``resized_size``) and zero-pad
-   the right and bottom to a multiple of the model's stride (the same padding the model applies
-   inside ``forward``, done here so images of one size batch together and the ONNX session
-   always sees stride multiples).
-2. Run the network (PyTorch or onnxruntime) -> prediction map ``[7, Hc, Wc]`` per image.
-3. Decode cells whose confidence reaches ``threshold`` into quads
-   (``synthloc.model.decode_predictions``), drop those whose short side is under ``min_size``
-   pixels of the resized image, and map the rest back to original-image pixels by the exact
-   per-axis resize factors.
-4. Merge the detections of all scales and suppress duplicates with rotated NMS
-   (``synthloc.nms.rotated_nms``).
-
-Scales (``scales=`` everywhere): each value is either a **long side in pixels** (values above
-``8``, e.g. ``1024`` resizes a 1280x720 photo to 1024x576) or a **factor** of the original size
-(values up to ``8``, e.g. ``1.0`` keeps the size, ``0.5`` halves it).  The default is one scale,
-long side 1024; a multi-scale setting such as ``(512, 1024, 1536)`` finds both small and large
-words at about three times the cost.
-
-Coordinates follow ``synthloc.geometry``: pixels of the original image, x right, y down, pixel
-corners at integers, quads clockwise from the top-left.  Images are RGB ``uint8 [H, W, 3]``;
-files are decoded with OpenCV, which applies the EXIF orientation (what image viewers show).
-"""
+"""The :class:`Detector`: resize per scale -> network -> decode -> map back -> rotated NMS."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthloc.atomic import write_bytes_atomic
-from synthloc.data.icdar import natural_key, write_icdar_results
+from synthloc.detect.backends import _Backend, _OnnxBackend, _pick_device, _TorchBackend
+from synthloc.detect.images import (
+    ImageInput,
+    ImageReadError,
+    _as_image,
+    _resize,
+    list_images,
+    load_image,
+    resized_size,
+    validate_scales,
+)
 from synthloc.geometry import quad_to_rbox
 from synthloc.model import (
     decode_dense_predictions,
@@ -61,24 +41,9 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_NMS_IOU = 0.3
 DEFAULT_MIN_SIZE = 0.0
 DEFAULT_BATCH_SIZE = 4
-# Scale values up to this are factors of the original size, larger ones long sides in pixels.
-MAX_SCALE_FACTOR = 8.0
 # Detection settings a model file can recommend: preset name -> its key in the model file's
 # ``extra`` (and, prefixed with ``synthloc.``, in ONNX metadata).
 PRESETS = {"default": "detect", "multiscale": "detect_multiscale"}
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-# Where a package build ships its default weights (``Detector.load(None)``).
-DEFAULT_MODEL_RESOURCE = ("assets", "models", "default.pt")
-
-ImageInput = np.ndarray | str | os.PathLike[str]
-
-
-class ImageReadError(ValueError):
-    """An image file that is missing, unreadable or not a decodable image."""
-
-
-class NoDefaultModelError(FileNotFoundError):
-    """This build of synthloc ships no default model weights."""
 
 
 @dataclass
@@ -86,7 +51,11 @@ class Detection:
     """One detected word.
 
     quad: float32 ``[4, 2]``, original-image pixel coordinates, clockwise from top-left.
-    score: the model's confidence for the word (after a sigmoid for logit models).
+    score: the model's confidence for the word, in ``[0, 1]``: the predicted confidence of
+        the grid cell holding the word's centre (a sigmoid for logit models; for linear
+        models, trained to regress 1 in such cells and 0 elsewhere, the raw value clipped
+        to ``[0, 1]``, since a regression can overshoot slightly, e.g. 1.004).  Higher means
+        surer; it is a ranking score, not a calibrated probability.
     """
 
     quad: np.ndarray
@@ -116,159 +85,6 @@ class ImageResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-# ----------------------------------------------------------------------------------------------
-# Images and scales
-
-
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an image file to RGB ``uint8 [H, W, 3]``.
-
-    Grayscale, palette, 16-bit and alpha images are converted (alpha dropped, 16-bit scaled to
-    8-bit); the EXIF orientation is applied.  Raises :class:`ImageReadError` naming the file.
-    """
-    file = Path(path)
-    try:
-        data = np.fromfile(file, dtype=np.uint8)  # np.fromfile: non-ASCII paths work
-    except OSError as exc:
-        raise ImageReadError(f"{file}: cannot read file ({exc.strerror or exc})") from exc
-    if data.size == 0:
-        raise ImageReadError(f"{file}: empty file")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None or bgr.ndim != 3 or bgr.shape[0] == 0 or bgr.shape[1] == 0:
-        raise ImageReadError(f"{file}: not a decodable image (corrupt or unsupported format)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _as_image(image: ImageInput) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.ndim == 2:
-            arr = np.repeat(arr[:, :, None], 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-            raise ValueError(
-                f"expected an RGB uint8 image [H, W, 3], got {arr.dtype} {tuple(arr.shape)}"
-            )
-        if arr.shape[0] == 0 or arr.shape[1] == 0:
-            raise ValueError(f"empty image of shape {tuple(arr.shape)}")
-        return arr
-    return load_image(image)
-
-
-def validate_scales(scales: Iterable[float]) -> tuple[float, ...]:
-    """Check a scale specification (see the module docstring) and return it as a tuple."""
-    values = tuple(float(s) for s in scales)
-    if not values:
-        raise ValueError("at least one scale is needed")
-    for s in values:
-        if not math.isfinite(s) or s <= 0:
-            raise ValueError(f"scale {s} must be a positive number")
-    return values
-
-
-def resized_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """``(h, w)`` of an image of ``height x width`` at one scale, aspect ratio kept.
-
-    ``scale`` above ``MAX_SCALE_FACTOR`` is the target long side in pixels, otherwise a factor.
-    Each side is rounded to the nearest pixel and is at least 1.
-    """
-    factor = scale / max(height, width) if scale > MAX_SCALE_FACTOR else scale
-    return max(1, round(height * factor)), max(1, round(width * factor))
-
-
-def _resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    h, w = size_hw
-    if (h, w) == image.shape[:2]:
-        return image
-    # Area averaging when shrinking avoids aliasing thin strokes; bilinear when enlarging.
-    shrinking = h * w < image.shape[0] * image.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (w, h), interpolation=interpolation)
-
-
-def default_model_path() -> Path:
-    """The default weights shipped inside the package; raises if this build has none."""
-    resource = resources.files("synthloc")
-    for part in DEFAULT_MODEL_RESOURCE:
-        resource = resource / part
-    if not resource.is_file():
-        raise NoDefaultModelError(
-            "no default model is shipped with this build of synthloc yet "
-            f"(expected synthloc/{'/'.join(DEFAULT_MODEL_RESOURCE)}); pass a model path, "
-            "e.g. Detector.load('runs/exp/best.pt') or `--model runs/exp/best.pt`"
-        )
-    return Path(str(resource))
-
-
-# ----------------------------------------------------------------------------------------------
-# Inference backends: float [N, C, H, W] (stride multiples, values in [0, 1]) -> [N, 7, Hc, Wc]
-
-
-class _Backend(Protocol):
-    def __call__(self, batch: torch.Tensor) -> np.ndarray: ...
-
-
-@contextlib.contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Use ``num_threads`` intra-op threads for the duration of a call, then restore.
-
-    Only when the caller asked for a thread count: the process-wide setting is put back so
-    that a library call leaves no side effect behind.
-    """
-    previous = torch.get_num_threads()
-    if num_threads is None or num_threads == previous:
-        yield
-        return
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-class _TorchBackend:
-    def __init__(self, model: nn.Module, device: torch.device, num_threads: int | None) -> None:
-        # On CPU the channels-last layout suits oneDNN's depthwise kernels: fcrn-lite at
-        # 1024x576 on 2 threads ran ~1.4x faster; results equal NCHW to float rounding.
-        self.memory_format = (
-            torch.channels_last if device.type == "cpu" else torch.contiguous_format
-        )
-        self.model = model.to(device).to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        self.device = device
-        self.num_threads = num_threads
-
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with _torch_threads(self.num_threads), torch.inference_mode():
-            pred = self.model(x)
-        return pred.float().contiguous().cpu().numpy()
-
-
-class _OnnxBackend:
-    def __init__(self, path: Path, num_threads: int | None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = 0 if num_threads is None else num_threads
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"{path}: not a loadable ONNX model ({exc})") from exc
-        self.input_name = self.session.get_inputs()[0].name
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        feed = batch.detach().cpu().numpy().astype(np.float32, copy=False)
-        return np.asarray(self.session.run(None, {self.input_name: feed})[0])
-
-
-# ----------------------------------------------------------------------------------------------
-# The detector
 
 
 class Detector:
@@ -309,6 +125,8 @@ class Detector:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
         if not min_size >= 0.0:
             raise ValueError(f"min_size must be >= 0, got {min_size}")
+        if not 0.0 <= threshold <= 1.0:  # also refuses NaN
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         self.backend = backend
         self.stride = int(stride)
         self.confidence = confidence
@@ -318,7 +136,6 @@ class Detector:
         self.min_size = float(min_size)
         self.batch_size = int(batch_size)
         self.name = name
-        # fcrn-dense maps: every cell of a word predicts it; merge them (dense_targets.py).
         self.dense = bool(dense)
 
     # -- construction ---------------------------------------------------------------------
@@ -395,7 +212,13 @@ class Detector:
             raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnxruntime'")
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-        model_path = default_model_path() if path is None else Path(path)
+        if path is None:
+            # Looked up through the package, where the shipped model's location is defined.
+            from synthloc.detect import default_model_path
+
+            model_path = default_model_path()
+        else:
+            model_path = Path(path)
         if not model_path.is_file():
             raise FileNotFoundError(f"{model_path}: model file not found")
         requested = {
@@ -492,23 +315,34 @@ class Detector:
         if pad_h or pad_w:
             batch = F.pad(batch, (0, pad_w, 0, pad_h))
         pred = self.backend(batch)  # [B, 7, Hc, Wc]
-        out = []
-        for im, pred_map in zip(images, pred):
-            decode = decode_dense_predictions if self.dense else decode_predictions
-            quads, scores = decode(
-                pred_map, self.stride, self.threshold, confidence=self.confidence
-            )
-            quads = np.asarray(quads, dtype=np.float64).reshape(-1, 4, 2)
-            scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-            if self.min_size > 0.0 and len(quads):
-                sides = quad_to_rbox(quads)[:, 2:4]  # w, h in the resized image
-                keep = sides.min(axis=1) >= self.min_size
-                quads, scores = quads[keep], scores[keep]
-            # Exact per-axis factors: rounding the resized size changes the aspect slightly.
-            quads[..., 0] *= im.shape[1] / w
-            quads[..., 1] *= im.shape[0] / h
-            out.append((quads, scores))
-        return out
+        # Exact per-axis factors: rounding the resized size changes the aspect slightly.
+        return [
+            self._decode(pred_map, (im.shape[1] / w, im.shape[0] / h))
+            for im, pred_map in zip(images, pred)
+        ]
+
+    def _decode(
+        self, pred: np.ndarray, scale_xy: tuple[float, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One raw map ``[7, Hc, Wc]`` -> quads ``[K, 4, 2]`` (float64, original pixels) and
+        scores ``[K]``.
+
+        Cells at or above ``threshold`` are decoded in pixels of the resized image, those with
+        a short side under ``min_size`` dropped, and the rest scaled by ``scale_xy`` (original
+        over resized size, per axis) into original-image pixels.
+        """
+        # fcrn-dense maps: every cell of a word predicts it; merge them (dense_targets.py).
+        decode = decode_dense_predictions if self.dense else decode_predictions
+        quads, scores = decode(pred, self.stride, self.threshold, confidence=self.confidence)
+        quads = np.asarray(quads, dtype=np.float64).reshape(-1, 4, 2)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if self.min_size > 0.0 and len(quads):
+            sides = quad_to_rbox(quads)[:, 2:4]  # w, h in the resized image
+            keep = sides.min(axis=1) >= self.min_size
+            quads, scores = quads[keep], scores[keep]
+        quads[..., 0] *= scale_xy[0]
+        quads[..., 1] *= scale_xy[1]
+        return quads, scores
 
     def _merge(self, found: list[tuple[np.ndarray, np.ndarray]]) -> list[Detection]:
         """All scales' candidates of one image -> NMS survivors, by descending score.
@@ -520,7 +354,11 @@ class Detector:
         if len(quads) == 0:
             return []
         keep = rotated_nms(quads, scores, self.nms_iou)
-        return [Detection(quads[i].astype(np.float32), float(scores[i])) for i in keep]
+        # Scores are reported in [0, 1] (see Detection); NMS ranked them unclipped.
+        return [
+            Detection(quads[i].astype(np.float32), min(max(float(scores[i]), 0.0), 1.0))
+            for i in keep
+        ]
 
     def detect_paths(
         self, paths: Iterable[str | os.PathLike[str]], *, keep_images: bool = False
@@ -560,14 +398,22 @@ class Detector:
                 yield from flush()
                 yield ImageResult(path, error=str(exc))
                 continue
+            # Anything else while decoding (an OpenCV or memory error on a huge or odd file)
+            # is reported against the file too; the job goes on.
+            except Exception as exc:
+                yield from flush()
+                yield ImageResult(path, error=f"{path}: cannot read image ({exc})")
+                continue
             pending.append((path, image))
             if len(pending) >= self.batch_size:
                 yield from flush()
         yield from flush()
 
-    def detect_folder(self, folder: str | os.PathLike[str]) -> list[ImageResult]:
+    def detect_folder(
+        self, folder: str | os.PathLike[str], *, recursive: bool = False
+    ) -> list[ImageResult]:
         """Detect every image in ``folder`` (see :func:`list_images`), in natural name order."""
-        return list(self.detect_paths(list_images(folder)))
+        return list(self.detect_paths(list_images(folder, recursive=recursive)))
 
 
 def _preset_hints(stored: object, path: Path, preset: str) -> object:
@@ -603,111 +449,3 @@ def _resolve_options(requested: dict[str, Any], hints: object) -> dict[str, Any]
             value = stored.get(key, default)
         out[key] = tuple(value) if key == "scales" else float(value)
     return out
-
-
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-# ----------------------------------------------------------------------------------------------
-# Folders and outputs
-
-
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files (by extension) directly in ``folder``, in natural name order.
-
-    An ICDAR-style dataset root with no images of its own but an ``images/`` (or ``imgs/``)
-    subfolder lists that subfolder instead.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root}: not a directory")
-
-    def images_in(directory: Path) -> list[Path]:
-        files = [
-            p
-            for p in directory.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-        ]
-        return sorted(files, key=lambda p: natural_key(p.name))
-
-    found = images_in(root)
-    if not found:
-        for sub in ("images", "imgs"):
-            if (root / sub).is_dir():
-                return images_in(root / sub)
-    return found
-
-
-def draw_detections(image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
-    """A copy of RGB ``image`` with each detection's quad and score drawn."""
-    canvas = np.ascontiguousarray(image.copy())
-    thickness = max(1, round(max(image.shape[:2]) / 500))
-    font_scale = max(0.4, max(image.shape[:2]) / 2000)
-    for det in detections:
-        pts = np.rint(det.quad).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(canvas, [pts], True, (0, 255, 0), thickness, cv2.LINE_AA)
-        # Mark the first corner (top-left) so the point order is visible.
-        cv2.circle(canvas, tuple(int(v) for v in pts[0, 0]), thickness + 1, (255, 0, 0), -1)
-        x, y = int(pts[:, 0, 0].min()), int(pts[:, 0, 1].min())
-        cv2.putText(
-            canvas,
-            f"{det.score:.2f}",
-            (x, max(y - 3, 10)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            font_scale,
-            (255, 255, 0),
-            thickness,
-            cv2.LINE_AA,
-        )
-    return canvas
-
-
-def output_paths(out_dir: str | os.PathLike[str], stem: str) -> dict[str, Path]:
-    """The files ``write_outputs`` produces for an image named ``stem``."""
-    out = Path(out_dir)
-    return {
-        "txt": out / f"res_{stem}.txt",
-        "json": out / f"{stem}.json",
-        "vis": out / f"{stem}_vis.jpg",
-    }
-
-
-def write_outputs(
-    out_dir: str | os.PathLike[str],
-    stem: str,
-    detections: Sequence[Detection],
-    *,
-    image: np.ndarray | None = None,
-    visualise: bool = True,
-    source: str = "",
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Path]:
-    """Write one image's results (each file atomically) and return their paths.
-
-    ``res_<stem>.txt``: ICDAR 2015 submission format with the score as a ninth value;
-    ``<stem>.json``: ``{"image", "width", "height", ..., "detections": [{"quad", "score"}]}``
-    (``extra`` entries are added at the top level);
-    ``<stem>_vis.jpg``: the annotated image, when ``image`` is given and ``visualise`` is set.
-    """
-    paths = output_paths(out_dir, stem)
-    quads = np.array([d.quad for d in detections], dtype=np.float64).reshape(-1, 4, 2)
-    scores = np.array([d.score for d in detections], dtype=np.float64)
-    write_icdar_results(paths["txt"], quads, scores)
-    record: dict[str, Any] = {"image": source or stem}
-    if image is not None:
-        record["height"], record["width"] = int(image.shape[0]), int(image.shape[1])
-    record.update(extra or {})
-    record["detections"] = [d.to_dict() for d in detections]
-    write_bytes_atomic(paths["json"], (json.dumps(record, indent=1) + "\n").encode("utf-8"))
-    written = {"txt": paths["txt"], "json": paths["json"]}
-    if image is not None and visualise:
-        vis = cv2.cvtColor(draw_detections(image, detections), cv2.COLOR_RGB2BGR)
-        ok, encoded = cv2.imencode(".jpg", vis, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        if not ok:
-            raise OSError(f"{paths['vis']}: JPEG encoding failed")
-        write_bytes_atomic(paths["vis"], encoded.tobytes())
-        written["vis"] = paths["vis"]
-    return written
