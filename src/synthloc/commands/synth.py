@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from synthloc.synth.config import SynthConfig
-    from synthloc.synth.errors import printable
+    from synthloc.synth.errors import OutputError, printable
     from synthloc.synth.runner import MAX_SIZE, SynthError, synthesize
 
     def fail(message: str, status: int = 2) -> int:
@@ -181,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
             dask=args.dask,
             attempts=args.retries + 1,
         )
+    except OutputError as exc:  # disk full, read-only: the run stopped
+        return fail(str(exc), 1)
     except SynthError as exc:
         return fail(str(exc))
     except OSError as exc:  # a full disk, a read-only or vanished output folder

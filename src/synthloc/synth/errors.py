@@ -7,6 +7,11 @@ class SynthError(RuntimeError):
     """The run cannot start or continue (bad arguments, bad folder, manifest mismatch)."""
 
 
+class OutputError(SynthError):
+    """The output cannot be written at all (disk full, read-only): retrying would not help,
+    so executors stop the whole run with it instead of retrying the shard."""
+
+
 def printable(text: str) -> str:
     """``text`` with undecodable file-name bytes as ``\\xNN`` escapes (safe for JSON / UTF-8).
 

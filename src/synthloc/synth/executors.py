@@ -3,7 +3,9 @@
 The seam is :class:`Executor`: ``run(function, tasks, attempts)`` yields one :class:`Outcome`
 per task, in completion order, either the function's result or, after ``attempts`` failed tries,
 the last error. A try fails when the function raises or when the process running it dies
-(killed by the OOM killer, by a user, a lost machine). Implementations:
+(killed by the OOM killer, by a user, a lost machine). A task raising
+:class:`~synthloc.synth.errors.OutputError` (disk full) stops the run: ``run`` raises it.
+Implementations:
 
 * :class:`InProcessExecutor`: this process, one task at a time (``--workers 1``).
 * :class:`ProcessExecutor`: worker processes of this machine (``--workers N``).
@@ -24,6 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, Protocol, TypeVar
+
+from synthloc.synth.errors import OutputError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -76,6 +80,8 @@ class InProcessExecutor:
             for attempt in range(1, attempts + 1):
                 try:
                     result = function(task)
+                except OutputError:
+                    raise
                 except Exception as exc:  # bounded retries, then reported by the caller
                     error = describe_error(exc)
                     continue
@@ -106,9 +112,11 @@ def _worker_main(connection: Connection) -> None:
         if message is None:
             return
         position, function, task = message
-        reply: tuple[int, Any, str | None]
+        reply: tuple[int, Any, str | OutputError | None]
         try:
             reply = (position, function(task), None)
+        except OutputError as exc:  # the parent stops the run
+            reply = (position, None, exc)
         except Exception as exc:  # sent back; the parent retries or reports it
             reply = (position, None, describe_error(exc))
         connection.send(reply)
@@ -183,6 +191,8 @@ class ProcessExecutor:
                     if reply is not None:
                         position, result, error = reply
                         worker.position = None
+                        if isinstance(error, OutputError):
+                            raise error
                         if error is None:
                             remaining -= 1
                             yield Outcome(tasks[position], result, None, tries[position])
@@ -212,10 +222,10 @@ class ProcessExecutor:
             self._stop(graceful=remaining == 0)
 
     @staticmethod
-    def _receive(worker: _Worker) -> tuple[int, Any, str | None] | None:
+    def _receive(worker: _Worker) -> tuple[int, Any, str | OutputError | None] | None:
         try:
             if worker.connection.poll():
-                reply: tuple[int, Any, str | None] = worker.connection.recv()
+                reply: tuple[int, Any, str | OutputError | None] = worker.connection.recv()
                 return reply
         except (EOFError, OSError):
             return None  # the pipe closed: the process died (handled by the caller)

@@ -14,9 +14,10 @@ needs travels in a picklable :class:`ShardJob` and :class:`ShardTask`.
 
 from __future__ import annotations
 
+import errno
 import traceback
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from synthloc.data.shards import encode_sample, sample_key
 from synthloc.data.store import Store
 from synthloc.synth.config import SynthConfig
 from synthloc.synth.engine import SceneRenderer
+from synthloc.synth.errors import OutputError
 from synthloc.synth.manifest import MAX_RECORDED_ERRORS, ShardStats, sample_name
 from synthloc.synth.sinks import ShardContent, make_sink
 from synthloc.synth.sourcing import (
@@ -186,9 +188,26 @@ def make_shard(job: ShardJob, task: ShardTask) -> ShardStats:
                 )
             if index < job.preview:
                 name = f"preview/{sample_name(job.seed, index)}.png"
-                store.write_bytes(name, encode_preview(sample))
-    stats.bytes, stats.sha256 = sink.write(task.index, content)
+                with unwritable_output(store, name):
+                    store.write_bytes(name, encode_preview(sample))
+    with unwritable_output(store, stats.file or f"shard {task.index}"):
+        stats.bytes, stats.sha256 = sink.write(task.index, content)
     return stats
+
+
+# A full or read-only output fails every shard alike: stop the run rather than retry.
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+@contextmanager
+def unwritable_output(store: Store, name: str) -> Iterator[None]:
+    """Turn an OSError that no retry can fix into :class:`OutputError` naming ``name``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        raise OutputError(f"{store.path(name)}: {exc.strerror or exc}") from exc
 
 
 def _count(stats: ShardStats, rendered: RenderedSample, has_source: bool) -> None:
