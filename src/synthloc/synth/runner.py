@@ -212,12 +212,12 @@ def _report_problems(stats: ShardStats, warned: set[str]) -> None:
         logger.warning("render error, image kept without text: %s", error)
 
 
-def make_executor(workers: int, dask: str | None) -> Executor:
+def make_executor(workers: int, dask: str | None, attempts: int = DEFAULT_ATTEMPTS) -> Executor:
     """``--dask ADDRESS|local:N`` if given, else ``workers`` local processes (1: in-process)."""
     if dask is not None:
         from synthloc.synth.dask_executor import DaskExecutor
 
-        return DaskExecutor(dask)
+        return DaskExecutor(dask, attempts)
     return InProcessExecutor() if workers <= 1 else ProcessExecutor(workers)
 
 
@@ -297,7 +297,13 @@ def synthesize(
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    active = executor if executor is not None else make_executor(workers, dask) if tasks else None
+    active = (
+        executor
+        if executor is not None
+        else make_executor(workers, dask, attempts)
+        if tasks
+        else None
+    )
     with (
         tqdm(total=count, initial=resumed, disable=not progress, unit="img", desc="synth") as bar,
         logging_redirect_tqdm(),

@@ -1,0 +1,132 @@
+"""Scheduling on a Dask cluster: ``synthloc synth --dask ADDRESS`` or ``--dask local:N``.
+
+One Dask task per shard. A task that raises is retried by Dask (``retries``); a task whose
+worker dies is rescheduled by the scheduler on another worker, up to the scheduler's
+``distributed.scheduler.allowed-failures`` (set to ``attempts - 1`` for a ``local:N`` cluster
+started here; a remote scheduler keeps its own setting, 3 by default). After that the shard is
+reported as failed. Tasks write their shard themselves, so on a multi-machine cluster the output
+folder must be a place every worker reaches (a shared file system or an fsspec URL).
+
+Needs ``pip install 'synthloc[cluster]'`` (dask[distributed], fsspec).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from synthloc.data.store import CLUSTER_EXTRA
+from synthloc.synth.errors import OutputError, SynthError
+from synthloc.synth.executors import Outcome, describe_error
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+LOCAL_PREFIX = "local:"
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise SynthError(
+            f"--dask needs dask.distributed, which is not installed: {CLUSTER_EXTRA}"
+        ) from exc
+    return distributed
+
+
+def _one_thread_per_worker_plugin(distributed: Any) -> Any:
+    class OneOpenCVThread(distributed.WorkerPlugin):  # type: ignore[misc]
+        """Each worker is one process on one core: OpenCV's own thread pool would
+        oversubscribe the machine (as in the local worker processes)."""
+
+        def setup(self, worker: Any) -> None:
+            import cv2
+
+            cv2.setNumThreads(1)
+
+    return OneOpenCVThread()
+
+
+class DaskExecutor:
+    """Runs tasks on a Dask cluster (see the module docstring).
+
+    address: a scheduler address (``tcp://host:8786``) or ``local:N`` to start a LocalCluster
+    of N single-threaded worker processes on this machine (closed again by :meth:`close`).
+    Raises :class:`SynthError` when dask.distributed is missing, ``local:N`` is malformed or
+    the scheduler cannot be reached.
+    """
+
+    def __init__(self, address: str, attempts: int = 3) -> None:
+        distributed = _import_distributed()
+        self.address = address
+        self._cluster: Any = None
+        # distributed logs every connection at INFO; keep its warnings (lost workers) only,
+        # while this executor is open.
+        self._log = logging.getLogger("distributed")
+        self._log_level = self._log.level
+        self._log.setLevel(max(self._log_level, logging.WARNING))
+        if address.startswith(LOCAL_PREFIX):
+            count = address[len(LOCAL_PREFIX) :]
+            if not count.isdigit() or int(count) < 1:
+                raise SynthError(f"--dask {address}: expected local:N with N >= 1 processes")
+            import dask
+
+            with dask.config.set({"distributed.scheduler.allowed-failures": attempts - 1}):
+                self._cluster = distributed.LocalCluster(
+                    n_workers=int(count),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+        try:
+            self.client = distributed.Client(self._cluster or address, timeout="30s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            self._close_cluster()
+            self._log.setLevel(self._log_level)
+            raise SynthError(f"--dask {address}: cannot reach the scheduler ({exc})") from exc
+        self.client.register_plugin(_one_thread_per_worker_plugin(distributed))
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the cluster's workers (for tests and diagnostics)."""
+        import os
+
+        return sorted(self.client.run(os.getpid).values())
+
+    def run(
+        self, function: Callable[[T], R], tasks: Sequence[T], attempts: int
+    ) -> Iterator[Outcome[T, R]]:
+        distributed = _import_distributed()
+        run_id = uuid.uuid4().hex[:8]
+        futures = {
+            self.client.submit(
+                function, task, key=f"synthloc-shard-{run_id}-{i}", retries=attempts - 1
+            ): i
+            for i, task in enumerate(tasks)
+        }
+        try:
+            for future in distributed.as_completed(list(futures)):
+                task = tasks[futures[future]]
+                if future.status == "finished":
+                    yield Outcome(task, future.result(), None, 1)
+                    continue
+                error = future.exception()
+                if isinstance(error, OutputError):
+                    raise error
+                yield Outcome(task, None, describe_error(error), attempts)
+        finally:
+            # Nothing keeps running after the caller stops (Ctrl-C, a full disk).
+            self.client.cancel([f for f in futures if not f.done()])
+
+    def _close_cluster(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def close(self) -> None:
+        self.client.close()
+        self._close_cluster()
+        self._log.setLevel(self._log_level)
