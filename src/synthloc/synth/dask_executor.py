@@ -4,8 +4,11 @@ One Dask task per shard. A task that raises is retried by Dask (``retries``); a 
 worker dies is rescheduled by the scheduler on another worker, up to the scheduler's
 ``distributed.scheduler.allowed-failures`` (set to ``attempts - 1`` for a ``local:N`` cluster
 started here; a remote scheduler keeps its own setting, 3 by default). After that the shard is
-reported as failed. Tasks write their shard themselves, so on a multi-machine cluster the output
-folder must be a place every worker reaches (a shared file system or an fsspec URL).
+reported as failed. A ``local:N`` cluster also turns off two Dask worker defaults that slow
+rendering down (see :class:`DaskExecutor`); configure remote workers the same way.
+
+Tasks write their shard themselves, so on a multi-machine cluster the output folder must be a
+place every worker reaches (a shared file system or an fsspec URL).
 
 Needs ``pip install 'synthloc[cluster]'`` (dask[distributed], fsspec).
 """
@@ -74,7 +77,22 @@ class DaskExecutor:
                 raise SynthError(f"--dask {address}: expected local:N with N >= 1 processes")
             import dask
 
-            with dask.config.set({"distributed.scheduler.allowed-failures": attempts - 1}):
+            settings = {
+                "distributed.scheduler.allowed-failures": attempts - 1,
+                # Measured with benchmarks/synth_speed.py (48 images, 2 workers): rendering was
+                # 45% slower than local processes with Dask's defaults, 28% slower without
+                # the workers' statistical profiler (it samples the task's stack every 10 ms,
+                # taking the GIL), and as fast without Dask's MALLOC_TRIM_THRESHOLD_=65536
+                # (glibc then hands memory back after every large temporary image and faults
+                # it in again for the next).
+                "distributed.worker.profile.enabled": False,
+                "distributed.nanny.pre-spawn-environ": {
+                    "OMP_NUM_THREADS": 1,
+                    "MKL_NUM_THREADS": 1,
+                    "OPENBLAS_NUM_THREADS": 1,
+                },
+            }
+            with dask.config.set(settings):
                 self._cluster = distributed.LocalCluster(
                     n_workers=int(count),
                     threads_per_worker=1,
