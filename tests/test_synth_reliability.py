@@ -324,14 +324,15 @@ def test_shards_get_the_umask_mode(baseline: Path) -> None:
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
 
 
-def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", [["--workers", "2"], ["--dask", "local:2"]])
+def test_ctrl_c_is_one_line_and_exit_130(executor: list[str], tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    args = ["--count", "40", "--size", "128", "--shard-size", "2", "--workers", "2"]
+    args = ["--count", "400", "--size", "128", "--shard-size", "2", *executor]
     process = cli(*args, "--out", str(out), "--no-progress", start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(worker_pids(process.pid)) < 2:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not list(out.glob("progress/shard-*.json")):
         time.sleep(0.05)
-    time.sleep(0.5)
+    assert process.poll() is None, "finished before it could be interrupted"
     os.killpg(process.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C: the whole group
     try:
         _, stderr = process.communicate(timeout=60)
@@ -339,6 +340,8 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path) -> None:
         os.killpg(process.pid, signal.SIGKILL)
         pytest.fail("synth did not stop on Ctrl-C")
     assert process.returncode == 130
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith("synthloc synth: interrupted")
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines() == [
+        "synthloc synth: interrupted; run the same command again to resume"
+    ]
     assert worker_pids(process.pid) == []

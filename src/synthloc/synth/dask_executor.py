@@ -16,6 +16,8 @@ Needs ``pip install 'synthloc[cluster]'`` (dask[distributed], fsspec).
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -40,17 +42,21 @@ def _import_distributed() -> Any:
     return distributed
 
 
-def _one_thread_per_worker_plugin(distributed: Any) -> Any:
-    class OneOpenCVThread(distributed.WorkerPlugin):  # type: ignore[misc]
+def _worker_setup_plugin(distributed: Any, ignore_interrupts: bool) -> Any:
+    class SynthWorkerSetup(distributed.WorkerPlugin):  # type: ignore[misc]
         """Each worker is one process on one core: OpenCV's own thread pool would
-        oversubscribe the machine (as in the local worker processes)."""
+        oversubscribe the machine (as in the local worker processes). Workers of a
+        ``local:N`` cluster also ignore Ctrl-C, which the terminal sends to the whole process
+        group: this process alone handles it and stops them (one message, no tracebacks)."""
 
         def setup(self, worker: Any) -> None:
             import cv2
 
             cv2.setNumThreads(1)
+            if ignore_interrupts and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    return OneOpenCVThread()
+    return SynthWorkerSetup()
 
 
 class DaskExecutor:
@@ -92,21 +98,30 @@ class DaskExecutor:
                     "OPENBLAS_NUM_THREADS": 1,
                 },
             }
-            with dask.config.set(settings):
-                self._cluster = distributed.LocalCluster(
-                    n_workers=int(count),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
+            # Started with SIGINT ignored, the worker processes ignore it from their first
+            # instruction (the disposition survives exec); the plugin below covers restarts.
+            main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                with dask.config.set(settings):
+                    self._cluster = distributed.LocalCluster(
+                        n_workers=int(count),
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        silence_logs=logging.ERROR,
+                    )
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, previous)
         try:
             self.client = distributed.Client(self._cluster or address, timeout="30s")
         except (OSError, TimeoutError, ValueError) as exc:
             self._close_cluster()
             self._log.setLevel(self._log_level)
             raise SynthError(f"--dask {address}: cannot reach the scheduler ({exc})") from exc
-        self.client.register_plugin(_one_thread_per_worker_plugin(distributed))
+        plugin = _worker_setup_plugin(distributed, ignore_interrupts=self._cluster is not None)
+        self.client.register_plugin(plugin)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the cluster's workers (for tests and diagnostics)."""
@@ -137,7 +152,8 @@ class DaskExecutor:
                 yield Outcome(task, None, describe_error(error), attempts)
         finally:
             # Nothing keeps running after the caller stops (Ctrl-C, a full disk).
-            self.client.cancel([f for f in futures if not f.done()])
+            if self.client.status == "running":
+                self.client.cancel([f for f in futures if not f.done()])
 
     def _close_cluster(self) -> None:
         if self._cluster is not None:

@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Generator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -308,8 +309,8 @@ def synthesize(
         tqdm(total=count, initial=resumed, disable=not progress, unit="img", desc="synth") as bar,
         logging_redirect_tqdm(),
     ):
+        outcomes = iter(active.run(partial(make_shard, job), tasks, attempts) if active else [])
         try:
-            outcomes = active.run(partial(make_shard, job), tasks, attempts) if active else []
             for outcome in outcomes:
                 task = outcome.task
                 if outcome.result is not None:
@@ -336,6 +337,9 @@ def synthesize(
                     failure.error,
                 )
         finally:
+            # Stop the scheduling first (it cancels what is still running), then the executor.
+            if isinstance(outcomes, Generator):
+                outcomes.close()
             if active is not None:
                 active.close()
     render_seconds = time.perf_counter() - render_start
