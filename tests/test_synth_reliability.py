@@ -111,13 +111,12 @@ def test_killed_worker_shard_is_retried_and_nothing_is_lost(baseline: Path, tmp_
     out = tmp_path / "ds"
     args = ["--count", "6", "--seed", str(SEED), "--size", "128", "--shard-size", "2"]
     process = cli(*args, "--image-format", "png", "--workers", "2", "--out", str(out))
-    deadline = time.monotonic() + 60
-    victims: list[int] = []
-    while time.monotonic() < deadline and process.poll() is None and not victims:
-        victims = worker_pids(process.pid)
-        time.sleep(0.05)
-    assert victims, "no worker process seen"
-    time.sleep(0.5)  # inside its first shard (set-up and rendering take seconds)
+    # Once the first shard is recorded, both workers are inside a shard (3 shards, 2 workers).
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not list(out.glob("progress/shard-*.json")):
+        time.sleep(0.02)
+    victims = worker_pids(process.pid)
+    assert process.poll() is None and len(victims) == 2, "run ended before the kill"
     os.kill(victims[0], signal.SIGKILL)
     try:
         _, stderr = process.communicate(timeout=180)
