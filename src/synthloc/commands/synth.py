@@ -20,12 +20,21 @@ folders may live inside the photo folder; their files are then not taken as phot
 (larger = farther) puts text on fitted planes; a label map replaces the engine's own
 over-segmentation.
 
+Scaling out: --workers N uses N processes of this machine; --dask ADDRESS submits one task per
+shard to a Dask cluster (--dask local:N starts a LocalCluster of N processes; needs
+pip install 'synthloc[cluster]'). The output is the same bytes either way. --out may then be an
+fsspec URL (s3://bucket/synth, gs://..., file:///shared/synth) that every worker can reach.
+A shard whose task fails (its worker killed, out of memory) is tried --retries more times, then
+named in manifest.json's failures and the exit status is 1; re-running the command retries it.
+Ctrl-C stops cleanly (exit 130); re-running resumes.
+
 examples:
   synthloc synth --backgrounds photos/ --count 1000 --out data/synth --seed 0 --workers 2 \\
       --preview 16
   synthloc synth --backgrounds photos/ --depth photos/depth/ --seg photos/seg/ --count 100 \\
       --out data/synth_depth
   synthloc synth --backgrounds dset.h5 --count 1000 --out data/synth_dset --workers 2
+  synthloc synth --count 100000 --out s3://bucket/synth --dask tcp://scheduler:8786
 """
 
 from __future__ import annotations
@@ -61,10 +70,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "0 = no region)",
     )
     parser.add_argument("--count", type=int, required=True, help="number of images")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR|URL", help="output folder or fsspec URL (shards)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument(
         "--workers", type=int, default=1, help="rendering processes (default 1: in-process)"
+    )
+    parser.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS|local:N",
+        help="render on a Dask cluster: a scheduler address, or local:N for a LocalCluster of "
+        "N processes (instead of --workers)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="extra tries of a shard whose task failed or whose worker died (default 2)",
     )
     parser.add_argument(
         "--size", type=int, default=512, help="long side of the images in pixels (default 512)"
@@ -114,19 +138,25 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from synthloc.synth.config import SynthConfig
-    from synthloc.synth.runner import SynthError, synthesize
+    from synthloc.synth.errors import OutputError, printable
+    from synthloc.synth.runner import MAX_SIZE, SynthError, synthesize
+
+    def fail(message: str, status: int = 2) -> int:
+        print(f"synthloc synth: error: {printable(message)}", file=sys.stderr)
+        return status
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if args.corpus is not None and not args.corpus.exists():
-        print(f"synthloc synth: error: {args.corpus}: corpus not found", file=sys.stderr)
-        return 2
+        return fail(f"{args.corpus}: corpus not found")
     for folder in args.fonts:
         if not folder.is_dir():
-            print(f"synthloc synth: error: {folder}: font folder not found", file=sys.stderr)
-            return 2
-    if args.size < 64:
-        print(f"synthloc synth: error: --size {args.size} is too small (>= 64)", file=sys.stderr)
-        return 2
+            return fail(f"{folder}: font folder not found")
+    if not 64 <= args.size <= MAX_SIZE:
+        return fail(f"--size {args.size} is out of range (64 .. {MAX_SIZE})")
+    if args.retries < 0:
+        return fail(f"--retries {args.retries} must be >= 0")
+    if args.dask is not None and args.workers != 1:
+        return fail("give either --workers or --dask (the cluster has its own workers)")
     config = SynthConfig(
         size=args.size,
         # Absolute paths: worker processes and resumed runs must find the same files.
@@ -148,9 +178,26 @@ def run(args: argparse.Namespace) -> int:
             image_format=args.image_format,
             depth=args.depth,
             seg=args.seg,
+            dask=args.dask,
+            attempts=args.retries + 1,
         )
+    except OutputError as exc:  # disk full, read-only: the run stopped
+        return fail(str(exc), 1)
     except SynthError as exc:
-        print(f"synthloc synth: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
+    except OSError as exc:  # a full disk, a read-only or vanished output folder
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fail(f"{where}{exc.strerror or exc}", 1)
+    except KeyboardInterrupt:
+        print("synthloc synth: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     print(report.summary())
+    if report.failures:
+        first = report.failures[0]
+        return fail(
+            f"{len(report.failures)} shard(s) failed after {first.attempts} attempts "
+            f"({report.missing} images missing; first: {first.file or first.index}: "
+            f"{first.error}); see failures in manifest.json, re-run to retry them",
+            1,
+        )
     return 0

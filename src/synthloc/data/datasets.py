@@ -209,13 +209,16 @@ class IcdarFolderDataset:
 
 
 class ShardSource:
-    """Shards written by ``synthloc synth`` (see :mod:`synthloc.data.shards`)."""
+    """Shards written by ``synthloc synth`` (see :mod:`synthloc.data.shards`).
+
+    folder: a path or an fsspec URL (``s3://bucket/synth``; needs ``synthloc[cluster]``).
+    """
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         from synthloc.data.shards import ShardDataset
 
-        self.folder = Path(folder)
-        self._shards = ShardDataset(self.folder)
+        self._shards = ShardDataset(folder)
+        self.folder = self._shards.folder
         if len(self._shards) == 0:
             raise ValueError(f"{self.folder}: no samples in shards")
 

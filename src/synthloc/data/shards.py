@@ -30,7 +30,6 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from synthloc.atomic import write_text_atomic
+from synthloc.atomic import write_bytes_atomic, write_text_atomic
 from synthloc.data.sample import Sample
+from synthloc.data.store import Store
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -178,9 +178,11 @@ def _tar_info(name: str, size: int) -> tarfile.TarInfo:
 class ShardWriter:
     """Write one tar shard atomically.
 
-    Members go to a temporary file in the same folder; :meth:`close` renames it to ``path``
-    (``os.replace``), so a reader never sees a partial shard. Leaving the ``with`` block with an
-    exception deletes the temporary file and leaves any previous ``path`` untouched.
+    Members are collected in memory (a shard is a few MB); :meth:`close` writes the whole tar
+    to a temporary file in the same folder and renames it to ``path`` (``os.replace``, mode
+    as a plain ``open`` would give it), so a reader never sees a partial shard. Leaving the
+    ``with`` block with an exception writes nothing and leaves any previous ``path`` untouched;
+    a failed write (e.g. a full disk) removes its temporary file before the error propagates.
 
     >>> with ShardWriter(folder / shard_name(0)) as writer:   # doctest: +SKIP
     ...     writer.write(sample, key=sample_key(0), image_format="png")
@@ -188,20 +190,13 @@ class ShardWriter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        self._tmp_path = Path(tmp)
-        self._file = os.fdopen(fd, "wb")
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
-        self._keys: list[str] = []
+        self._members: list[EncodedSample] = []
         self._closed = False
 
     @property
     def keys(self) -> list[str]:
         """Keys written so far, in order."""
-        return list(self._keys)
+        return [m.key for m in self._members]
 
     def add(self, encoded: EncodedSample) -> None:
         """Append an already-encoded sample (two members: image then JSON)."""
@@ -209,35 +204,23 @@ class ShardWriter:
             raise ValueError(f"{self.path}: shard writer is closed")
         if "." in encoded.key or "/" in encoded.key:
             raise ValueError(f"sample key {encoded.key!r} must not contain '.' or '/'")
-        for ext, data in ((encoded.image_ext, encoded.image_bytes), ("json", encoded.json_bytes)):
-            self._tar.addfile(_tar_info(f"{encoded.key}.{ext}", len(data)), io.BytesIO(data))
-        self._keys.append(encoded.key)
+        self._members.append(encoded)
 
     def write(self, sample: Sample, key: str, image_format: str = "jpg", **extra: Any) -> None:
         """Encode and append ``sample`` under ``key``; ``extra`` goes into its JSON."""
         self.add(encode_sample(sample, key, image_format, **extra))
 
     def close(self) -> None:
-        """Finish the tar and move it into place."""
+        """Write the tar and move it into place."""
         if self._closed:
             return
-        self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp_path, self.path)
         self._closed = True
+        write_bytes_atomic(self.path, shard_bytes(self._members))
 
     def abort(self) -> None:
-        """Discard the temporary file (``path`` is left as it was)."""
-        if self._closed:
-            return
+        """Discard what was added (``path`` is left as it was)."""
         self._closed = True
-        try:
-            self._tar.close()
-        finally:
-            self._file.close()
-            self._tmp_path.unlink(missing_ok=True)
+        self._members = []
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -249,11 +232,21 @@ class ShardWriter:
             self.abort()
 
 
+def shard_bytes(encoded: Sequence[EncodedSample]) -> bytes:
+    """The bytes of a shard holding ``encoded`` in order (reproducible: no times, no owners)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for item in encoded:
+            if "." in item.key or "/" in item.key:
+                raise ValueError(f"sample key {item.key!r} must not contain '.' or '/'")
+            for ext, data in ((item.image_ext, item.image_bytes), ("json", item.json_bytes)):
+                tar.addfile(_tar_info(f"{item.key}.{ext}", len(data)), io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def write_shard(path: str | os.PathLike[str], encoded: Sequence[EncodedSample]) -> None:
     """Write a whole shard of encoded samples atomically."""
-    with ShardWriter(path) as writer:
-        for item in encoded:
-            writer.add(item)
+    write_bytes_atomic(path, shard_bytes(encoded))
 
 
 # --------------------------------------------------------------------------- manifest
@@ -270,20 +263,24 @@ def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> 
     write_json_atomic(Path(folder) / MANIFEST_NAME, data)
 
 
-def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check ``<folder>/manifest.json``.
+def read_manifest(folder: str | os.PathLike[str] | Store) -> dict[str, Any]:
+    """Read and check ``<folder>/manifest.json`` (a path, a URL or a :class:`Store`).
 
     Keys: ``schema_version`` (int), ``seed``, ``count``, ``config`` (the SynthConfig as a dict),
     ``format``, ``counts`` (``written``, ``failed_backgrounds``, ``empty_images``, ``words``),
-    ``shards`` (list of ``{"index", "file", "first_sample", "samples", ...}``), ``complete``.
+    ``shards`` (list of ``{"index", "file", "first_sample", "samples", "bytes", "sha256",
+    ...}``), ``failures`` (shards that could not be made), ``complete``.
     Raises :class:`ShardError` naming the file if it is missing, not JSON, or of a newer
     schema than this code understands.
     """
-    path = Path(folder) / MANIFEST_NAME
+    store = folder if isinstance(folder, Store) else Store(folder)
+    path = store.path(MANIFEST_NAME)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = store.read_bytes(MANIFEST_NAME).decode("utf-8")
     except FileNotFoundError as exc:
         raise ShardError(f"{path}: no manifest (not a synthloc dataset folder?)") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ShardError(f"{path}: unreadable manifest ({exc})") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -366,16 +363,22 @@ class _MemberSpan:
     size: int
 
 
-def index_shard(path: str | os.PathLike[str]) -> list[tuple[str, str, _MemberSpan, _MemberSpan]]:
+def index_shard(
+    path: str | os.PathLike[str], store: Store | None = None
+) -> list[tuple[str, str, _MemberSpan, _MemberSpan]]:
     """Per sample: (key, image extension, image span, JSON span), in stored order.
 
-    Only tar headers are read (the reader seeks over the data).
+    Only tar headers are read (the reader seeks over the data). With ``store``, ``path`` is a
+    name inside it.
     """
-    shard = Path(path)
+    where = store.path(str(path)) if store is not None else str(path)
     by_key: dict[str, dict[str, _MemberSpan]] = {}
     order: list[str] = []
     try:
-        with tarfile.open(shard, mode="r") as tar:
+        with (
+            store.open(str(path)) if store is not None else open(path, "rb") as handle,
+            tarfile.open(fileobj=handle, mode="r") as tar,
+        ):
             for member in tar.getmembers():
                 if not member.isfile():
                     continue
@@ -385,13 +388,13 @@ def index_shard(path: str | os.PathLike[str]) -> list[tuple[str, str, _MemberSpa
                     order.append(key)
                 by_key[key][ext] = _MemberSpan(member.offset_data, member.size)
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ShardError(f"{shard}: unreadable or truncated shard ({exc})") from exc
+        raise ShardError(f"{where}: unreadable or truncated shard ({exc})") from exc
     entries = []
     for key in order:
         parts = by_key[key]
         image_ext = next((e for e in IMAGE_FORMATS if e in parts), None)
         if image_ext is None or "json" not in parts:
-            raise ShardError(f"{shard}: sample {key} lacks its image or JSON member")
+            raise ShardError(f"{where}: sample {key} lacks its image or JSON member")
         entries.append((key, image_ext, parts[image_ext], parts["json"]))
     return entries
 
@@ -399,36 +402,45 @@ def index_shard(path: str | os.PathLike[str]) -> list[tuple[str, str, _MemberSpa
 class ShardDataset:
     """Random access to the samples of a shard folder (``len``, ``dataset[i]``).
 
-    The sample count per shard comes from the manifest (or, without one, from the tar headers);
-    a shard's member offsets are indexed from its tar headers the first time one of its samples
-    is asked for, and each access then reads just the two members' bytes. No file handle stays
-    open, so the object can be pickled into DataLoader worker processes.
+    folder: a path, or an fsspec URL (``s3://bucket/synth``, ``file:///data/synth``,
+    ``memory://ds``; needs ``synthloc[cluster]``). The sample count per shard comes from the
+    manifest (or, without one, from the tar headers); a shard's member offsets are indexed from
+    its tar headers the first time one of its samples is asked for, and each access then reads
+    just the two members' bytes. No file handle stays open, so the object can be pickled into
+    DataLoader worker processes.
     """
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise ShardError(f"{self.folder}: not a folder")
-        self.shard_paths: list[Path] = []
+        self.store = Store(folder)
+        self.folder = self.store.local if self.store.local is not None else str(folder)
+        if not self.store.is_dir():
+            raise ShardError(f"{self.store.path()}: not a folder")
+        self.shard_files: list[str] = []
         counts: list[int] = []
-        manifest_path = self.folder / MANIFEST_NAME
-        if manifest_path.exists():
-            manifest = read_manifest(self.folder)
+        if self.store.exists(MANIFEST_NAME):
+            manifest = read_manifest(self.store)
+            where = self.store.path(MANIFEST_NAME)
             if manifest.get("format", "shards") != "shards":
-                raise ShardError(f"{manifest_path}: format is {manifest['format']!r}, not shards")
+                raise ShardError(f"{where}: format is {manifest['format']!r}, not shards")
             for entry in sorted(manifest.get("shards", []), key=lambda e: e["index"]):
-                path = self.folder / entry["file"]
-                if not path.exists():
-                    raise ShardError(f"{path}: listed in the manifest but missing")
-                self.shard_paths.append(path)
+                if not self.store.exists(entry["file"]):
+                    raise ShardError(
+                        f"{self.store.path(entry['file'])}: listed in the manifest but missing"
+                    )
+                self.shard_files.append(entry["file"])
                 counts.append(int(entry["samples"]))
         else:
-            self.shard_paths = sorted(self.folder.glob("shard-*.tar"))
-            counts = [len(index_shard(p)) for p in self.shard_paths]
-        if not self.shard_paths:
-            raise ShardError(f"{self.folder}: no shards")
+            self.shard_files = [n for n in self.store.list(suffix=".tar") if n.startswith("shard-")]
+            counts = [len(index_shard(n, self.store)) for n in self.shard_files]
+        if not self.shard_files:
+            raise ShardError(f"{self.store.path()}: no shards")
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._index: dict[int, list[tuple[str, str, _MemberSpan, _MemberSpan]]] = {}
+
+    @property
+    def shard_paths(self) -> list[str]:
+        """Each shard as a path or URL."""
+        return [self.store.path(n) for n in self.shard_files]
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -442,31 +454,35 @@ class ShardDataset:
         shard = int(np.searchsorted(self._starts, i, side="right") - 1)
         return shard, i - int(self._starts[shard])
 
+    def _read(self, shard: int, spans: Sequence[_MemberSpan]) -> list[bytes]:
+        with self.store.open(self.shard_files[shard]) as handle:
+            parts = []
+            for span in spans:
+                handle.seek(span.offset)
+                parts.append(handle.read(span.size))
+            return parts
+
     def record(self, i: int) -> dict[str, Any]:
         """The JSON record of sample ``i`` (ground truth and metadata, no image decoding)."""
         shard, within = self._locate(i)
-        path, (_key, _, _, json_span) = self._entry(shard, within)
-        with open(path, "rb") as handle:
-            handle.seek(json_span.offset)
-            return json.loads(handle.read(json_span.size).decode("utf-8"))  # type: ignore[no-any-return]
+        _key, _, _, json_span = self._entry(shard, within)
+        (json_bytes,) = self._read(shard, [json_span])
+        return json.loads(json_bytes.decode("utf-8"))  # type: ignore[no-any-return]
 
-    def _entry(
-        self, shard: int, within: int
-    ) -> tuple[Path, tuple[str, str, _MemberSpan, _MemberSpan]]:
-        path = self.shard_paths[shard]
+    def _entry(self, shard: int, within: int) -> tuple[str, str, _MemberSpan, _MemberSpan]:
+        name = self.shard_files[shard]
         if shard not in self._index:
-            self._index[shard] = index_shard(path)
+            self._index[shard] = index_shard(name, self.store)
         entries = self._index[shard]
         if within >= len(entries):
-            raise ShardError(f"{path}: holds {len(entries)} samples, the manifest says more")
-        return path, entries[within]
+            raise ShardError(
+                f"{self.store.path(name)}: holds {len(entries)} samples, the manifest says more"
+            )
+        return entries[within]
 
     def __getitem__(self, i: int) -> Sample:
         shard, within = self._locate(i)
-        path, (key, _, image_span, json_span) = self._entry(shard, within)
-        with open(path, "rb") as handle:
-            handle.seek(image_span.offset)
-            image_bytes = handle.read(image_span.size)
-            handle.seek(json_span.offset)
-            json_bytes = handle.read(json_span.size)
-        return _decode_parts(json_bytes, image_bytes, f"{path}:{key}")
+        key, _, image_span, json_span = self._entry(shard, within)
+        image_bytes, json_bytes = self._read(shard, [image_span, json_span])
+        where = f"{self.store.path(self.shard_files[shard])}:{key}"
+        return _decode_parts(json_bytes, image_bytes, where)

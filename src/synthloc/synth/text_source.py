@@ -74,6 +74,10 @@ class TextSource:
                 raw = file.read_text(encoding="utf-8", errors="replace")
             except OSError as exc:
                 raise ValueError(f"{file}: cannot read corpus ({exc})") from exc
+            # A binary file (an image, an archive) decodes to NULs and replacement characters;
+            # a few stray bad bytes in real text are tolerated.
+            if "\x00" in raw or raw.count("\ufffd") > max(10, len(raw) // 100):
+                raise ValueError(f"{file}: not a UTF-8 text file (binary data?)")
             parts.append(strip_gutenberg(raw))
         self.text = "\n".join(parts)
         if len(self.text.split()) < 1:
