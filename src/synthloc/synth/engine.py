@@ -215,6 +215,7 @@ class SceneRenderer:
             region.angle,
             cfg.max_rotation_deg,
             cfg.max_perspective,
+            cfg.rotation_jitter_deg,
         )
 
     def _sample_text(

@@ -105,7 +105,7 @@ def _cased(rng: np.random.Generator, word: str) -> str:
     if any(c.isdigit() for c in word):
         return word.upper()
     r = rng.random()
-    if r < 0.7:
+    if r < 0.62:
         return word.upper()
     if r < 0.92:
         return word[:1].upper() + word[1:].lower()
@@ -122,7 +122,7 @@ def scene_words(rng: np.random.Generator, count: int) -> list[str]:
             continue
         if r < 0.58:
             word = SIGN_WORDS[int(rng.integers(len(SIGN_WORDS)))]
-        elif r < 0.86:
+        elif r < 0.9:
             word = brand_name(rng)
         else:
             word = number_token(rng)
@@ -143,10 +143,14 @@ def sample_block(
     max_chars = min(max_word_chars, max_line_chars)
     if max_chars < 1 or n_lines < 1:
         return TextBlock(lines=[])
+    # A line instance holds at least two words (a lone word is the "word" kind).
     per_line = (
         [1]
         if single_word
-        else [int(rng.integers(1, max(max_line_words, 1) + 1)) for _ in range(n_lines)]
+        else [
+            int(rng.integers(min(2, max_line_words), max(max_line_words, 1) + 1))
+            for _ in range(n_lines)
+        ]
     )
     words = [
         w for w in scene_words(rng, sum(per_line) + 2) if len(w) <= max_chars and set(w) <= allowed

@@ -51,12 +51,14 @@ def panel_quads(panel: SignPanel, to_image: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def quad_coverage(quad: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Anti-aliased coverage float32 [h, w] 0..1 of a convex quad in continuous pixels."""
-    layer = np.zeros(shape, np.uint8)
-    # Continuous coords have pixel centres at +0.5; cv2 at integers; 4 fractional bits.
-    points = np.round((np.asarray(quad, np.float64) - 0.5) * 16).astype(np.int32)
-    cv2.fillConvexPoly(layer, points, 255, lineType=cv2.LINE_AA, shift=4)
-    return layer.astype(np.float32) / 255.0
+    """Coverage float32 [h, w] 0..1 of a convex quad in continuous pixels (4x4 supersampled)."""
+    h, w = shape
+    layer = np.zeros((4 * h, 4 * w), np.uint8)
+    # Sub-pixel centres of the 4x grid sit at (i + 0.5) / 4 in continuous coordinates.
+    points = np.round((np.asarray(quad, np.float64) * 4 - 0.5) * 16).astype(np.int32)
+    cv2.fillConvexPoly(layer, points, 255, lineType=cv2.LINE_8, shift=4)
+    small = cv2.resize(layer, (w, h), interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32) / 255.0
 
 
 def paint_panel(
