@@ -168,29 +168,26 @@ def _filter_regions(
 
 
 def looks_like_sky(small: np.ndarray, mask_small: np.ndarray, grad: np.ndarray) -> bool:
-    """True for a smooth region reaching the top edge of the photo across at least 30% of
-    its width (and not its bottom fifth) that is bright and colourless (overcast sky, haze)
-    or blue (clear sky): text rarely floats there.
+    """True for a smooth region that looks like sky, where text would float.
 
+    Blue (clear sky, also between clouds): starting in the top 40% of the photo. Bright and
+    colourless (overcast sky, haze): reaching the top edge across at least 30% of the width.
+    Either way not reaching the bottom fifth (that is a wall or a backdrop).
     small: uint8 RGB [h, w]; mask_small: 0/1 [h, w]; grad: mean gradient per small pixel.
     """
     inside = mask_small > 0
     rows = np.flatnonzero(inside.any(axis=1))
     cols = np.flatnonzero(inside.any(axis=0))
     sh, sw = mask_small.shape
-    # Sky reaches (nearly) the top edge and spans a good part of the width.
-    if len(rows) == 0 or rows[0] > 0.05 * sh or cols[-1] - cols[0] + 1 < 0.3 * sw:
-        return False
-    if rows[-1] > 0.8 * sh:
-        return False  # reaching the bottom too: a wall or a backdrop, not sky
-    if float(grad[inside].mean()) > 0.03:
+    if len(rows) == 0 or rows[-1] > 0.8 * sh or float(grad[inside].mean()) > 0.03:
         return False
     lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[inside]
     lightness, a, b = (float(v) for v in np.median(lab, axis=0))
-    chroma = float(np.hypot(a, b))
-    bright_grey = lightness > 70 and chroma < 12
-    blue = lightness > 30 and b < -6 and b < -abs(a)
-    return bright_grey or blue
+    if lightness > 30 and b < -6 and b < -abs(a):
+        return bool(rows[0] < 0.4 * sh)
+    if lightness > 70 and float(np.hypot(a, b)) < 12:
+        return bool(rows[0] <= 0.05 * sh and cols[-1] - cols[0] + 1 >= 0.3 * sw)
+    return False
 
 
 def _compact_band(mask_small: np.ndarray) -> np.ndarray | None:
