@@ -21,6 +21,7 @@ from synthloc.synth.fonts import signage_weight
 from synthloc.synth.lexicon import sample_block, scene_words
 from synthloc.synth.regions import looks_like_sky
 from synthloc.synth.signs import quad_coverage
+from synthloc.synth.sprites import SpriteBank
 
 SIZE = 320
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,3 +245,54 @@ def test_backgrounds_flagged_with_text_are_skipped(tmp_path: Path) -> None:
     assert photos_with_text(tmp_path) == {"b.png", "sub/c.png"}
     assert [p.name for p in list_backgrounds(tmp_path)] == ["a.png"]
     assert len(list_backgrounds(tmp_path, skip_text=False)) == 3
+
+
+def _word_crop_folder(folder: Path) -> None:
+    folder.mkdir()
+    gt, coords = ['\ufeffword_1.png, "OPEN"'], ["\ufeffword_1.png,2,2,78,2,78,26,2,26"]
+    crop = np.full((28, 80, 3), (30, 30, 200), np.uint8)  # BGR: a red plate
+    cv2.putText(crop, "OPEN", (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+    cv2.imwrite(str(folder / "word_1.png"), crop)
+    gt.append('word_2.png, "two words"')  # a space: not a single word, skipped
+    coords.append("word_2.png,0,0,40,0,40,20,0,20")
+    cv2.imwrite(str(folder / "word_2.png"), crop[:20, :40])
+    (folder / "gt.txt").write_text("\r\n".join(gt) + "\r\n", encoding="utf-8")
+    (folder / "coords.txt").write_text("\r\n".join(coords) + "\r\n", encoding="utf-8")
+
+
+def test_real_word_sprites_are_pasted_with_exact_quads(tmp_path: Path) -> None:
+    folder = tmp_path / "words"
+    _word_crop_folder(folder)
+    bank = SpriteBank(folder)
+    assert bank.words == ["OPEN"]
+    sprite = bank.sprite(0)
+    assert sprite is not None and sprite.shape == (24, 76, 3)
+    cfg = SynthConfig(
+        size=SIZE,
+        p_sprite=1.0,
+        sprite_dir=str(folder),
+        camera=False,
+        max_illegible=0,
+        p_no_text=0.0,
+        sky_filter=False,
+    )
+    renderer = SceneRenderer(cfg)
+    pasted = 0
+    for seed in range(3):
+        bg = _plain_background(seed)
+        s = renderer.render(bg, np.random.default_rng(seed))
+        assert set(s.words) <= {"OPEN"}
+        assert len(s.char_quads) == 4 * len(s.words)
+        for quad in s.word_quads:
+            own = _quad_mask(quad[None], bg.image.shape[:2])
+            inner = cv2.erode(own.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            # Inside the quad the pixels are the sprite's (red plate, white letters).
+            red = s.image[inner][:, 0].astype(int) - s.image[inner][:, 2].astype(int)
+            white = s.image[inner].min(axis=1) > 150
+            assert np.mean((red > 80) | white) > 0.9
+            pasted += 1
+    assert pasted >= 3
+    with pytest.raises(ValueError, match=r"coords\.txt: not found"):
+        SpriteBank(tmp_path)
+    with pytest.raises(ValueError, match="sprite_dir"):
+        SynthConfig(p_sprite=0.3)

@@ -34,6 +34,7 @@ from synthloc.synth.fonts import FontLibrary
 from synthloc.synth.lexicon import sample_block as sample_lexicon_block
 from synthloc.synth.regions import Region, SceneAnalysis, analyse_background
 from synthloc.synth.signs import SignPanel, paint_panel, panel_padding, panel_quads
+from synthloc.synth.sprites import SpriteBank
 from synthloc.synth.text_source import TextBlock, TextSource
 from synthloc.synth.typeset import Layout, TypesetText, typeset
 from synthloc.synth.warp import random_homography, to_cv_pixels, translation
@@ -110,6 +111,7 @@ class SceneRenderer:
         self.cache = AnalysisCache(cache_size)
         self._text: TextSource | None = None
         self._colours: ColourPairs | None = None
+        self._sprites: SpriteBank | None = None
         # When a list, every text instance's coverage is appended as (x0, y0, float32 [h, w])
         # in image pixels, before camera degradations (benchmarks/gt_tightness.py).
         self.ink_log: list[tuple[int, int, np.ndarray]] | None = None
@@ -125,6 +127,14 @@ class SceneRenderer:
         if self._colours is None:
             self._colours = ColourPairs()
         return self._colours
+
+    @property
+    def sprites(self) -> SpriteBank:
+        if self._sprites is None:
+            if not self.config.sprite_dir:
+                raise ValueError("real word sprites need SynthConfig.sprite_dir")
+            self._sprites = SpriteBank(self.config.sprite_dir)
+        return self._sprites
 
     def analyse(self, background: Background) -> SceneAnalysis:
         key = AnalysisCache.key(background, self.config)
@@ -167,7 +177,12 @@ class SceneRenderer:
             if placed >= n_instances or len(words) >= cfg.max_words:
                 break
             region = regions[int(rng.choice(len(regions), p=probs))]
-            result = self._place_instance(image, region, occupied, rng, cfg.max_words - len(words))
+            if cfg.p_sprite > 0 and rng.random() < cfg.p_sprite:
+                result = self._place_sprite(image, background.image, region, occupied, rng)
+            else:
+                result = self._place_instance(
+                    image, region, occupied, rng, cfg.max_words - len(words)
+                )
             if result is None:
                 continue
             inst_words, inst_word_quads, inst_char_quads = result
@@ -386,7 +401,8 @@ class SceneRenderer:
         margin = max(3, round(0.25 * min(line_px, 40)))
         _mark_occupied(occupied, word_quads if panel_quad is None else panel_quad[0][None], margin)
         if illegible:
-            return [DONT_CARE] * len(text.words), word_quads, _dont_care_chars(word_quads)
+            chars = _nominal_char_quads(word_quads, len(DONT_CARE))
+            return [DONT_CARE] * len(text.words), word_quads, chars
         return text.words, word_quads, char_quads
 
     def _draw(
@@ -485,6 +501,79 @@ class SceneRenderer:
                     composite = blended
         image[y0:y1, x0:x1] = composite
 
+    def _place_sprite(
+        self,
+        image: np.ndarray,
+        source: np.ndarray,
+        region: Region,
+        occupied: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+        """Paste one real word crop into ``region`` in perspective, and beside it a crop of the
+        same size from the background itself (``source``, uint8 [H, W, 3], text-free) pasted
+        the same way: the paste's seams then say nothing about text. None if nothing fits."""
+        cfg = self.config
+        h, w = image.shape[:2]
+        available = region.mask & ~occupied
+        rows = np.flatnonzero(available.any(axis=1))
+        if len(rows) < cfg.min_font_px:
+            return None
+        cols = np.flatnonzero(available.any(axis=0))
+        homography = self._homography(region, rng)
+        bounds = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        canvas = _rectify(available, bounds, homography, h * w)
+        if canvas is None:
+            return None
+        canvas_mask, to_image = canvas
+        index = int(rng.integers(len(self.sprites)))
+        word = self.sprites.words[index]
+        sprite = self.sprites.sprite(index)
+        if sprite is None:
+            return None
+        sprite_h, sprite_w = sprite.shape[:2]
+        radius = float(cv2.distanceTransform(canvas_mask, cv2.DIST_L2, 3).max())
+        # Word height from the font-size range (a word's ink is about 0.75 em tall).
+        min_h = 0.75 * cfg.min_font_px
+        max_h = min(0.75 * cfg.max_font_px, 2.0 * radius / 1.2)
+        if max_h < min_h:
+            return None
+        height = math.exp(rng.uniform(math.log(min_h), math.log(max_h)))
+        integral = cv2.integral(canvas_mask)
+        for _ in range(_SIZE_RETRIES):
+            scale = height / sprite_h
+            box_w, box_h = math.ceil(sprite_w * scale) + 2, math.ceil(sprite_h * scale) + 2
+            pos = _find_position(integral, box_w, box_h, rng)
+            if pos is not None:
+                break
+            height *= 0.85
+            if height < min_h:
+                return None
+        else:
+            return None
+        scaling = np.diag([scale, scale, 1.0])
+        sprite_to_image = to_image @ translation(pos[0] + 1, pos[1] + 1) @ scaling
+        rect = np.array([[0, 0], [sprite_w, 0], [sprite_w, sprite_h], [0, sprite_h]], np.float64)
+        quad = apply_homography(sprite_to_image, rect)
+        feather = float(rng.uniform(0.5, 1.0))
+        _paste(image, sprite, sprite_to_image, feather)
+        margin = max(3, round(0.25 * min(height, 40)))
+        _mark_occupied(occupied, quad[None], margin)
+        # The distractor: elsewhere on the free canvas, same size, background pixels.
+        top, left = max(pos[1] - margin, 0), max(pos[0] - margin, 0)
+        canvas_mask[top : pos[1] + box_h + margin, left : pos[0] + box_w + margin] = 0
+        spot = _find_position(cv2.integral(canvas_mask), box_w, box_h, rng)
+        dw, dh = round(sprite_w * scale), round(sprite_h * scale)
+        if spot is not None and 0 < dw < w and 0 < dh < h:
+            sx, sy = int(rng.integers(w - dw + 1)), int(rng.integers(h - dh + 1))
+            patch = source[sy : sy + dh, sx : sx + dw].astype(np.float32)
+            patch_to_image = to_image @ translation(spot[0] + 1, spot[1] + 1)
+            _paste(image, patch, patch_to_image, feather)
+            patch_quad = apply_homography(
+                patch_to_image, np.array([[0, 0], [dw, 0], [dw, dh], [0, dh]], np.float64)
+            )
+            _mark_occupied(occupied, patch_quad[None], margin)
+        return [word], quad[None], _nominal_char_quads(quad[None], len(word))
+
     def _sign_colours(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(panel, text) colours, float32 [3] RGB: a real (background, text) pair, either way
         round, or black/white on a random paint colour without the learned table."""
@@ -499,15 +588,42 @@ class SceneRenderer:
         return panel, pick_text_colour(rng, panel, self.config.min_colour_distance)
 
 
-def _dont_care_chars(word_quads: np.ndarray) -> np.ndarray:
-    """Three equal slices along each quad: one box per character of "###", so that don't-care
-    words keep SynthText's one-char-box-per-character count (the boxes are nominal)."""
+def _nominal_char_quads(word_quads: np.ndarray, n_chars: int) -> np.ndarray:
+    """``n_chars`` equal slices along each quad: one box per character where the true
+    character boxes are unknown (don't-care words, real word sprites), so that samples keep
+    SynthText's one-char-box-per-character count. The boxes are nominal."""
+    ts = np.linspace(0.0, 1.0, n_chars + 1)
     slices = []
     for quad in word_quads:
-        top = [quad[0] + (quad[1] - quad[0]) * t for t in (0, 1 / 3, 2 / 3, 1)]
-        bottom = [quad[3] + (quad[2] - quad[3]) * t for t in (0, 1 / 3, 2 / 3, 1)]
-        slices += [np.stack([top[i], top[i + 1], bottom[i + 1], bottom[i]]) for i in range(3)]
+        top = [quad[0] + (quad[1] - quad[0]) * t for t in ts]
+        bottom = [quad[3] + (quad[2] - quad[3]) * t for t in ts]
+        slices += [np.stack([top[i], top[i + 1], bottom[i + 1], bottom[i]]) for i in range(n_chars)]
     return np.array(slices, np.float64).reshape(-1, 4, 2)
+
+
+def _paste(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray, feather: float) -> None:
+    """Alpha-paste ``sprite`` (float32 [h, w, 3]) into ``image`` through the homography
+    ``to_image`` (sprite pixels -> image pixels), edges softened by ``feather`` px."""
+    h, w = image.shape[:2]
+    sh, sw = sprite.shape[:2]
+    corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
+    x0, y0 = (max(int(v) - 2, 0) for v in np.floor(corners.min(axis=0)))
+    x1, y1 = int(np.ceil(corners[:, 0].max())) + 2, int(np.ceil(corners[:, 1].max())) + 2
+    x1, y1 = min(x1, w), min(y1, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    to_patch = to_cv_pixels(translation(-x0, -y0) @ to_image)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpPerspective(sprite, to_patch, size, flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpPerspective(
+        np.ones((sh, sw), np.float32), to_patch, size, flags=cv2.INTER_LINEAR
+    )
+    if feather > 0:
+        # Soften inwards only, so nothing spills outside the quad.
+        alpha = np.minimum(alpha, cv2.GaussianBlur(alpha, (0, 0), feather))
+    a = alpha[:, :, None]
+    patch = image[y0:y1, x0:x1]
+    image[y0:y1, x0:x1] = patch * (1.0 - a) + warped * a
 
 
 def _limit_words(block: TextBlock, budget: int) -> TextBlock:
