@@ -58,7 +58,7 @@ class SynthConfig:
     max_attempts: int = 24
 
     # Font em size range in pixels (sampled log-uniformly, then shrunk to fit the region).
-    min_font_px: int = 12
+    min_font_px: int = 14
     max_font_px: int = 90
 
     # Kind of text per instance (normalised): single word, one line, a short paragraph.

@@ -44,6 +44,9 @@ _IMAGE_BORDER = POISSON_MARGIN + 3
 # A rectified canvas larger than this many image areas means a degenerate, grazing view.
 _MAX_CANVAS_AREA_RATIO = 4.0
 _SIZE_RETRIES = 3
+# Lines and paragraphs shrink their font (up to this many 15% steps) to fit this many chars.
+_LINE_SHRINK_STEPS = 4
+_LINE_MIN_CHARS = 10
 # Illegible (don't-care) text: em size range in pixels at the default 512-px image size.
 _ILLEGIBLE_EM = (5.0, 11.0)
 # Sign panels take text colours from learned pairs with at least this Lab contrast.
@@ -329,6 +332,15 @@ class SceneRenderer:
             kind = 2 if n_lines > 1 else 1
         max_w = _max_width(integral, block_height(n_lines))
         max_line_chars = int(max_w / max(char_w, 1e-3))
+        # A line or paragraph needs room for a few words: a smaller font rather than a
+        # "line" of one word (only with the scene-text calibration; the paper's engine did not).
+        for _ in range(_LINE_SHRINK_STEPS if kind != 0 and not cfg.paper else 0):
+            if max_line_chars >= _LINE_MIN_CHARS or em * 0.85 < min_em:
+                break
+            em *= 0.85
+            char_w *= 0.85
+            max_w = _max_width(integral, block_height(n_lines))
+            max_line_chars = int(max_w / max(char_w, 1e-3))
         if max_line_chars < 1:
             return None
         block = self._sample_text(rng, coverage, n_lines, max_line_chars, kind == 0)
