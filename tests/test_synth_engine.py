@@ -34,8 +34,20 @@ def _plain_background(size: int = SIZE, seed: int = 0) -> Background:
 
 
 def _alpha_only(**kw: object) -> SynthConfig:
-    """No effects, alpha blending: every changed pixel comes from glyph coverage."""
-    base = dict(size=SIZE, p_poisson=0.0, p_border=0.0, p_shadow=0.0, min_instances=4)
+    """No effects, alpha blending: every changed pixel comes from glyph coverage (no sign
+    panels, no camera degradations, no faint don't-care text; flat panels are not sky)."""
+    base = dict(
+        size=SIZE,
+        p_poisson=0.0,
+        p_border=0.0,
+        p_shadow=0.0,
+        min_instances=4,
+        p_sign=0.0,
+        camera=False,
+        max_illegible=0,
+        p_no_text=0.0,
+        sky_filter=False,
+    )
     base.update(kw)
     return SynthConfig(**base)  # type: ignore[arg-type]
 
@@ -127,12 +139,14 @@ def test_char_quads_lie_inside_their_word_quads() -> None:
 def test_nothing_fits_gives_zero_words_and_unchanged_image() -> None:
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, size=(240, SIZE, 3), dtype=np.uint8)  # no smooth region
-    s = render_scene(Background(image=noise), SynthConfig(size=SIZE), rng)
+    # The camera degrades every image, text or not (a negative must not be told apart by its
+    # sharpness), so the unchanged-image check turns it off.
+    s = render_scene(Background(image=noise), SynthConfig(size=SIZE, camera=False), rng)
     assert s.words == [] and s.word_quads.shape == (0, 4, 2)
     assert np.array_equal(s.image, noise)
     # Fonts too large for any region: bounded attempts, then nothing.
     bg = _plain_background()
-    big = SynthConfig(size=SIZE, min_font_px=2000, max_font_px=3000)
+    big = SynthConfig(size=SIZE, min_font_px=2000, max_font_px=3000, camera=False)
     s = render_scene(bg, big, np.random.default_rng(1))
     assert s.words == [] and np.array_equal(s.image, bg.image)
 

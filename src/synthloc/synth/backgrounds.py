@@ -50,11 +50,40 @@ class Background:
     name: str = ""
 
 
-def list_backgrounds(folder: str | Path, exclude: Iterable[str | Path] = ()) -> list[Path]:
+# A backgrounds folder may list its photos in this file: tab-separated, a header row, the
+# photo's relative path first and a column named "ocr_words..." holding any words OCR found.
+TEXT_MANIFEST = "manifest.tsv"
+
+
+def photos_with_text(folder: str | Path) -> set[str]:
+    """Relative paths (posix) that ``folder``'s manifest.tsv flags as carrying real text.
+
+    A non-empty OCR column flags a photo ("not_scanned" too: unknown is not text-free).
+    Real, unannotated text in a background would be learned as background, so such photos
+    are left out. No manifest (or no OCR column): an empty set.
+    """
+    path = Path(folder) / TEXT_MANIFEST
+    if not path.is_file():
+        return set()
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    if not rows:
+        return set()
+    columns = [k for k, name in enumerate(rows[0]) if name.strip().lower().startswith("ocr")]
+    if not columns:
+        return set()
+    col = columns[0]
+    return {r[0].strip() for r in rows[1:] if len(r) > col and r[col].strip()}
+
+
+def list_backgrounds(
+    folder: str | Path, exclude: Iterable[str | Path] = (), skip_text: bool = True
+) -> list[Path]:
     """Image files under ``folder`` (recursive), sorted; raises if the folder does not exist.
 
     exclude: folders whose files are left out, e.g. depth or segmentation maps (PNG too) kept
     inside the backgrounds folder. Folders outside ``folder`` change nothing.
+    skip_text: leave out photos that the folder's manifest.tsv flags as carrying text
+    (:func:`photos_with_text`).
     """
     root = Path(folder)
     if not root.is_dir():
@@ -76,6 +105,9 @@ def list_backgrounds(folder: str | Path, exclude: Iterable[str | Path] = ()) -> 
         if any(parts[: len(s)] == s for s in skipped):
             continue
         files.append(p)
+    if skip_text:
+        flagged = photos_with_text(root)
+        files = [p for p in files if p.relative_to(root).as_posix() not in flagged]
     return sorted(files)
 
 

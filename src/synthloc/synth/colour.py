@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -73,3 +75,57 @@ def effect_colour(
     # Otherwise a tint of the surface pushed away from the text's lightness.
     factor = 0.35 if text_l > 50 else 1.8
     return np.clip(np.asarray(surface_rgb, np.float32) * factor, 0, 255)
+
+
+COLOUR_TABLE = Path(__file__).resolve().parent.parent / "assets" / "colour_pairs.npz"
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """CIE Lab [..., 3] -> float RGB 0..255 [..., 3] (out-of-gamut values clipped)."""
+    arr = np.asarray(lab, np.float32).reshape(-1, 1, 3)
+    rgb = cv2.cvtColor(arr, cv2.COLOR_LAB2RGB).reshape(np.shape(lab))
+    return np.clip(rgb * 255.0, 0, 255).astype(np.float32)
+
+
+class ColourPairs:
+    """(text, background) colour pairs learned from real word crops, in CIE Lab.
+
+    The table (``lab_pairs``: float [N, 2, 3], text then background) is built by
+    ``benchmarks/build_colour_table.py`` from the ICDAR 2015 training word crops and shipped
+    in the package.
+    """
+
+    def __init__(self, path: str | Path = COLOUR_TABLE):
+        try:
+            with np.load(path) as data:
+                pairs = np.asarray(data["lab_pairs"], np.float32)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot read the colour table ({exc})") from exc
+        if pairs.ndim != 3 or pairs.shape[1:] != (2, 3) or len(pairs) == 0:
+            raise ValueError(f"{path}: expected lab_pairs [N, 2, 3], got {pairs.shape}")
+        self.text_lab = pairs[:, 0]
+        self.background_lab = pairs[:, 1]
+
+    def pick(
+        self,
+        rng: np.random.Generator,
+        surface_rgb: np.ndarray,
+        min_distance: float,
+        nearest: int = 24,
+    ) -> np.ndarray:
+        """A text colour (float32 [3] RGB 0..255) for text on ``surface_rgb``.
+
+        The pairs whose background is nearest the surface in Lab are candidates; one is drawn
+        with ``rng`` and its text colour moved by the surface's offset from that background,
+        so the real pair's contrast is kept. Pairs giving less than ``min_distance`` from the
+        surface are skipped (the highest-contrast candidate is the fallback).
+        """
+        surface = rgb_to_lab(np.asarray(surface_rgb, np.float32)[None])[0]
+        dist = np.linalg.norm(self.background_lab - surface[None], axis=1)
+        order = np.argsort(dist, kind="stable")[: 4 * nearest]
+        text = self.text_lab[order] + (surface[None] - self.background_lab[order])
+        text[:, 0] = np.clip(text[:, 0], 0.0, 100.0)
+        contrast = np.linalg.norm(text - surface[None], axis=1)
+        ok = np.flatnonzero(contrast >= min_distance)[:nearest]
+        choice = int(rng.choice(ok)) if len(ok) else int(np.argmax(contrast))
+        return lab_to_rgb(text[choice])

@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# The original engine (the paper's configuration, before issue 15): ``SynthConfig(paper=True)``
+# sets these fields to these values, turning every scene-text part off and restoring the
+# original sizes, counts and text mix.
+PAPER_SETTINGS: dict[str, Any] = {
+    "min_instances": 3,
+    "max_instances": 8,
+    "min_font_px": 16,
+    "max_font_px": 120,
+    "p_word": 0.3,
+    "p_line": 0.4,
+    "p_paragraph": 0.3,
+    "max_line_words": 5,
+    "p_upper": 0.15,
+    "p_title": 0.15,
+    "max_rotation_deg": 12.0,
+    "rotation_jitter_deg": 1.0,
+    "learned_colours": False,
+    "p_sign": 0.0,
+    "sky_filter": False,
+    "p_lexicon": 0.0,
+    "signage_fonts": False,
+    "camera": False,
+    "p_no_text": 0.0,
+    "max_illegible": 0,
+    "p_sprite": 0.0,
+}
 
 
 @dataclass
@@ -17,23 +45,27 @@ class SynthConfig:
     # Backgrounds are resized so that their long side is ``size``.
     size: int = 512
 
+    # True: the paper's engine (see PAPER_SETTINGS), every part added for real photos off.
+    paper: bool = False
+
     # How much text per image: text instances (a word, a line or a short paragraph placed in
-    # one region) and a cap on the total number of words.
-    min_instances: int = 3
-    max_instances: int = 8
+    # one region) and a cap on the total number of words. Defaults calibrated to ICDAR 2015
+    # training GT (benchmarks/data_stats.py): about 4.5 legible words per photo.
+    min_instances: int = 1
+    max_instances: int = 6
     max_words: int = 30
     # Bounded work per image: placement attempts across all instances (never hangs).
     max_attempts: int = 24
 
     # Font em size range in pixels (sampled log-uniformly, then shrunk to fit the region).
-    min_font_px: int = 16
-    max_font_px: int = 120
+    min_font_px: int = 14
+    max_font_px: int = 90
 
     # Kind of text per instance (normalised): single word, one line, a short paragraph.
-    p_word: float = 0.3
-    p_line: float = 0.4
-    p_paragraph: float = 0.3
-    max_line_words: int = 5
+    p_word: float = 0.4
+    p_line: float = 0.5
+    p_paragraph: float = 0.1
+    max_line_words: int = 4
     max_paragraph_lines: int = 4
     max_word_chars: int = 16
 
@@ -42,8 +74,8 @@ class SynthConfig:
     p_border: float = 0.1
     p_shadow: float = 0.1
     p_poisson: float = 0.6  # Poisson (gradient-domain) blending, else alpha blending
-    p_upper: float = 0.15  # all capitals
-    p_title: float = 0.15  # capitalised words
+    p_upper: float = 0.3  # all capitals (corpus text; lexicon text has its own case)
+    p_title: float = 0.3  # capitalised words
 
     # Text source: a UTF-8 text file or a folder of *.txt files (Project Gutenberg headers and
     # footers stripped), or None for the default (system word list if present, else the text
@@ -69,13 +101,50 @@ class SynthConfig:
     edge_gradient: float = 0.25
 
     # Geometry without depth: a moderate random rotation and perspective per region.
-    max_rotation_deg: float = 12.0
+    max_rotation_deg: float = 20.0
+    # Text following a region's edge turns from it by a normal angle of this spread (degrees);
+    # real incidental text is seldom level (ICDAR 2015: median 5.8 degrees, 32% > 10).
+    rotation_jitter_deg: float = 6.0
     max_perspective: float = 0.25  # strength of the random out-of-plane tilt
 
     # Colour: minimum CIE Lab distance between text and the surface under it.
     min_colour_distance: float = 35.0
+    # Text colour from (text, background) pairs learned from real word crops
+    # (synthloc/assets/colour_pairs.npz, benchmarks/build_colour_table.py), matched to the
+    # surface; real text is often low-contrast, so the minimum distance is lower then.
+    learned_colours: bool = True
+    min_learned_contrast: float = 18.0
+
+    # Sign-like surfaces: share of text instances placed on a painted panel, plate or label
+    # (plain or coloured, optional border) drawn in perspective inside a region.
+    p_sign: float = 0.35
+    # Reject smooth, bright, low-saturation regions in the top part of the photo (sky).
+    sky_filter: bool = True
+
+    # Text content: share of instances from the scene-text lexicon (shop and brand-like
+    # words, prices, numbers, phone numbers, short phrases); the rest from the corpus.
+    p_lexicon: float = 0.7
+    # Weight fonts towards signage faces (bold, condensed, sans) among those installed.
+    signage_fonts: bool = True
+
+    # Camera: per-image degradations after blending (blur, noise, JPEG, tone, colour cast,
+    # down-up scaling), see synthloc.synth.camera.
+    camera: bool = True
+
+    # Negatives: share of images left without text; up to this many instances of tiny,
+    # illegible text per image, labelled don't-care ("###").
+    p_no_text: float = 0.03
+    max_illegible: int = 8
+
+    # Real word sprites (ICDAR 2015 training word crops) pasted as text, with same-sized
+    # non-text crops as distractors; folder of word_N.png + coords.txt + gt.txt. Off by default.
+    p_sprite: float = 0.0
+    sprite_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if self.paper:
+            for name, value in PAPER_SETTINGS.items():
+                setattr(self, name, value)
         problems = []
         if self.size < 64:
             problems.append(f"size must be >= 64, got {self.size}")
@@ -86,12 +155,31 @@ class SynthConfig:
         ):
             if getattr(self, low) > getattr(self, high):
                 problems.append(f"{low} ({getattr(self, low)}) > {high} ({getattr(self, high)})")
-        for name in ("p_curved", "p_border", "p_shadow", "p_poisson", "p_upper", "p_title"):
+        for name in (
+            "p_curved",
+            "p_border",
+            "p_shadow",
+            "p_poisson",
+            "p_upper",
+            "p_title",
+            "p_sign",
+            "p_lexicon",
+            "p_no_text",
+            "p_sprite",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if min(self.p_word, self.p_line, self.p_paragraph) < 0:
             problems.append("text kind probabilities must be >= 0")
         if self.min_font_px < 1 or self.max_attempts < 0 or not self.segmentation_scales:
             problems.append("min_font_px >= 1, max_attempts >= 0 and a segmentation scale needed")
+        if self.max_illegible < 0:
+            problems.append(f"max_illegible must be >= 0, got {self.max_illegible}")
+        if self.p_sprite > 0 and not self.sprite_dir:
+            problems.append("p_sprite > 0 needs sprite_dir (a folder of real word crops)")
+        names = {f.name for f in fields(self)}
+        problems += [
+            f"PAPER_SETTINGS names no field {n!r}" for n in PAPER_SETTINGS if n not in names
+        ]
         if problems:
             raise ValueError("invalid SynthConfig: " + "; ".join(problems))

@@ -27,10 +27,14 @@ from synthloc.synth.blend import (
     shade_like_surface,
     shadow_coverage,
 )
-from synthloc.synth.colour import effect_colour, pick_text_colour
+from synthloc.synth.camera import degrade
+from synthloc.synth.colour import ColourPairs, effect_colour, lab_to_rgb, pick_text_colour
 from synthloc.synth.config import SynthConfig
 from synthloc.synth.fonts import FontLibrary
+from synthloc.synth.lexicon import sample_block as sample_lexicon_block
 from synthloc.synth.regions import Region, SceneAnalysis, analyse_background
+from synthloc.synth.signs import SignPanel, paint_panel, panel_padding, panel_quads
+from synthloc.synth.sprites import SpriteBank
 from synthloc.synth.text_source import TextBlock, TextSource
 from synthloc.synth.typeset import Layout, TypesetText, typeset
 from synthloc.synth.warp import random_homography, to_cv_pixels, translation
@@ -40,6 +44,14 @@ _IMAGE_BORDER = POISSON_MARGIN + 3
 # A rectified canvas larger than this many image areas means a degenerate, grazing view.
 _MAX_CANVAS_AREA_RATIO = 4.0
 _SIZE_RETRIES = 3
+# Lines and paragraphs shrink their font (up to this many 15% steps) to fit this many chars.
+_LINE_SHRINK_STEPS = 4
+_LINE_MIN_CHARS = 10
+# Illegible (don't-care) text: em size range in pixels at the default 512-px image size.
+_ILLEGIBLE_EM = (5.0, 11.0)
+# Sign panels take text colours from learned pairs with at least this Lab contrast.
+_SIGN_MIN_CONTRAST = 25.0
+DONT_CARE = "###"
 
 
 class AnalysisCache:
@@ -69,6 +81,7 @@ class AnalysisCache:
                     config.min_region_area,
                     config.min_rect_fill,
                     config.max_region_gradient,
+                    config.sky_filter,
                 )
             ).encode()
         )
@@ -100,12 +113,31 @@ class SceneRenderer:
         self.fonts = FontLibrary(config.font_dirs, config.use_system_fonts)
         self.cache = AnalysisCache(cache_size)
         self._text: TextSource | None = None
+        self._colours: ColourPairs | None = None
+        self._sprites: SpriteBank | None = None
+        # When a list, every text instance's coverage is appended as (x0, y0, float32 [h, w])
+        # in image pixels, before camera degradations (benchmarks/gt_tightness.py).
+        self.ink_log: list[tuple[int, int, np.ndarray]] | None = None
 
     @property
     def text(self) -> TextSource:
         if self._text is None:
             self._text = TextSource(self.config.corpus)
         return self._text
+
+    @property
+    def colours(self) -> ColourPairs:
+        if self._colours is None:
+            self._colours = ColourPairs()
+        return self._colours
+
+    @property
+    def sprites(self) -> SpriteBank:
+        if self._sprites is None:
+            if not self.config.sprite_dir:
+                raise ValueError("real word sprites need SynthConfig.sprite_dir")
+            self._sprites = SpriteBank(self.config.sprite_dir)
+        return self._sprites
 
     def analyse(self, background: Background) -> SceneAnalysis:
         key = AnalysisCache.key(background, self.config)
@@ -136,16 +168,24 @@ class SceneRenderer:
         word_quads: list[np.ndarray] = []
         char_quads: list[np.ndarray] = []
         n_instances = int(rng.integers(cfg.min_instances, cfg.max_instances + 1))
+        if cfg.p_no_text > 0 and rng.random() < cfg.p_no_text:
+            n_instances = 0  # a negative: the photo without text
+        n_illegible = int(rng.integers(0, cfg.max_illegible + 1)) if n_instances else 0
         placed = 0
         regions = analysis.regions
         # Larger surfaces carry more text: pick regions with probability ~ sqrt(area).
         weights = np.sqrt([r.size[0] * r.size[1] for r in regions]) if regions else None
         probs = weights / weights.sum() if weights is not None else None
-        for _ in range(cfg.max_attempts if regions else 0):
+        for _ in range(cfg.max_attempts if regions and n_instances else 0):
             if placed >= n_instances or len(words) >= cfg.max_words:
                 break
             region = regions[int(rng.choice(len(regions), p=probs))]
-            result = self._place_instance(image, region, occupied, rng, cfg.max_words - len(words))
+            if cfg.p_sprite > 0 and rng.random() < cfg.p_sprite:
+                result = self._place_sprite(image, background.image, region, occupied, rng)
+            else:
+                result = self._place_instance(
+                    image, region, occupied, rng, cfg.max_words - len(words)
+                )
             if result is None:
                 continue
             inst_words, inst_word_quads, inst_char_quads = result
@@ -153,7 +193,24 @@ class SceneRenderer:
             word_quads.append(inst_word_quads)
             char_quads.append(inst_char_quads)
             placed += 1
+        # Illegible text (labelled "###"), two placement attempts per instance.
+        for _ in range(2 * n_illegible if regions else 0):
+            if n_illegible <= 0 or len(words) >= cfg.max_words:
+                break
+            region = regions[int(rng.choice(len(regions), p=probs))]
+            result = self._place_instance(
+                image, region, occupied, rng, cfg.max_words - len(words), illegible=True
+            )
+            if result is None:
+                continue
+            inst_words, inst_word_quads, inst_char_quads = result
+            words += inst_words
+            word_quads.append(inst_word_quads)
+            char_quads.append(inst_char_quads)
+            n_illegible -= 1
         out = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+        if cfg.camera:
+            out = degrade(out, rng)
         return Sample(
             image=out,
             word_quads=(np.concatenate(word_quads) if word_quads else np.zeros((0, 4, 2))),
@@ -176,6 +233,7 @@ class SceneRenderer:
             region.angle,
             cfg.max_rotation_deg,
             cfg.max_perspective,
+            cfg.rotation_jitter_deg,
         )
 
     def _sample_text(
@@ -187,6 +245,16 @@ class SceneRenderer:
         single_word: bool,
     ) -> TextBlock:
         cfg = self.config
+        if cfg.p_lexicon > 0 and rng.random() < cfg.p_lexicon:
+            return sample_lexicon_block(
+                rng,
+                n_lines,
+                max_line_chars,
+                coverage,
+                max_line_words=cfg.max_line_words,
+                max_word_chars=cfg.max_word_chars,
+                single_word=single_word,
+            )
         block = self.text.sample(
             rng,
             n_lines,
@@ -212,8 +280,12 @@ class SceneRenderer:
         occupied: np.ndarray,
         rng: np.random.Generator,
         word_budget: int,
+        illegible: bool = False,
     ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-        """Render one text instance into ``image`` (in place); None if it did not fit."""
+        """Render one text instance into ``image`` (in place); None if it did not fit.
+
+        illegible: tiny, faint text whose words are labelled "###" (don't care).
+        """
         cfg = self.config
         h, w = image.shape[:2]
         available = region.mask & ~occupied
@@ -231,12 +303,15 @@ class SceneRenderer:
 
         # Font size: random up to what the largest inscribed disc allows (ink ~1.2 em high).
         radius = float(cv2.distanceTransform(canvas_mask, cv2.DIST_L2, 3).max())
-        max_em = min(float(cfg.max_font_px), 2.0 * radius / 1.2)
-        if max_em < cfg.min_font_px:
+        # Illegible text is tiny at any image size (scaled from the 512-px calibration).
+        min_em = _ILLEGIBLE_EM[0] * cfg.size / 512 if illegible else float(cfg.min_font_px)
+        top_em = _ILLEGIBLE_EM[1] * cfg.size / 512 if illegible else float(cfg.max_font_px)
+        max_em = min(top_em, 2.0 * radius / 1.2)
+        if max_em < min_em:
             return None
-        em = math.exp(rng.uniform(math.log(cfg.min_font_px), math.log(max_em)))
+        em = math.exp(rng.uniform(math.log(min_em), math.log(max_em)))
         spacing = float(rng.uniform(1.0, 1.3))
-        font_path, coverage = self.fonts.pick(rng)
+        font_path, coverage = self.fonts.pick(rng, signage=cfg.signage_fonts)
         char_w = self.fonts.line_width(font_path, "etaoin shrdlu", em) / 13.0
 
         def block_height(n: int) -> int:
@@ -245,7 +320,7 @@ class SceneRenderer:
         # Text kind, then as many lines and characters per line as the region allows.
         probs = np.array([cfg.p_word, cfg.p_line, cfg.p_paragraph], np.float64)
         probs = probs / probs.sum() if probs.sum() > 0 else np.array([1.0, 0.0, 0.0])
-        kind = int(rng.choice(3, p=probs))
+        kind = 1 if illegible else int(rng.choice(3, p=probs))
         n_lines = 1
         if kind == 2:
             max_lines = 1
@@ -257,6 +332,15 @@ class SceneRenderer:
             kind = 2 if n_lines > 1 else 1
         max_w = _max_width(integral, block_height(n_lines))
         max_line_chars = int(max_w / max(char_w, 1e-3))
+        # A line or paragraph needs room for a few words: a smaller font rather than a
+        # "line" of one word (only with the scene-text calibration; the paper's engine did not).
+        for _ in range(_LINE_SHRINK_STEPS if kind != 0 and not cfg.paper else 0):
+            if max_line_chars >= _LINE_MIN_CHARS or em * 0.85 < min_em:
+                break
+            em *= 0.85
+            char_w *= 0.85
+            max_w = _max_width(integral, block_height(n_lines))
+            max_line_chars = int(max_w / max(char_w, 1e-3))
         if max_line_chars < 1:
             return None
         block = self._sample_text(rng, coverage, n_lines, max_line_chars, kind == 0)
@@ -284,8 +368,10 @@ class SceneRenderer:
             if _fits_anywhere(integral, math.ceil(est_w), math.ceil(est_h)):
                 break
             em *= 0.85
-            if em < cfg.min_font_px:
+            if em < min_em:
                 return None
+        on_sign = not illegible and cfg.p_sign > 0 and rng.random() < cfg.p_sign
+        pad_x, pad_y, border = panel_padding(rng, em) if on_sign else (0, 0, 0.0)
         placed: tuple[TypesetText, int, int] | None = None
         for _ in range(_SIZE_RETRIES):
             text = typeset(block, self.fonts.sized(font_path, round(em)), layout)
@@ -293,23 +379,42 @@ class SceneRenderer:
                 return None
             x0, y0, x1, y1 = text.ink_box
             box_w, box_h = math.ceil(x1 - x0) + 2, math.ceil(y1 - y0) + 2
+            if on_sign:
+                pos = _find_position(integral, box_w + 2 * pad_x, box_h + 2 * pad_y, rng)
+                if pos is not None:
+                    placed = (text, pos[0] + pad_x, pos[1] + pad_y)
+                    break
+                on_sign = False  # no room for a panel: plain text on the surface instead
             pos = _find_position(integral, box_w, box_h, rng)
             if pos is not None:
                 placed = (text, pos[0], pos[1])
                 break
             em *= 0.85
-            if em < cfg.min_font_px:
+            if em < min_em:
                 return None
         if placed is None:
             return None
         text, px, py = placed
+        panel = None
+        if on_sign:
+            panel = SignPanel(
+                rect=(px - pad_x, py - pad_y, px + box_w + pad_x, py + box_h + pad_y),
+                border=border,
+            )
         # Text-mask coordinates -> canvas -> image.
         mask_to_image = to_image @ translation(px + 1 - text.ink_box[0], py + 1 - text.ink_box[1])
         word_quads = apply_homography(mask_to_image, text.word_quads)
         char_quads = apply_homography(mask_to_image, text.char_quads)
         line_px = max(1.0, (text.ink_box[3] - text.ink_box[1]) / max(n_lines, 1))
-        self._draw(image, text, mask_to_image, word_quads, line_px, rng)
-        _mark_occupied(occupied, word_quads, margin=max(3, round(0.25 * min(line_px, 40))))
+        panel_quad = None
+        if panel is not None:
+            panel_quad = panel_quads(panel, to_image)
+        self._draw(image, text, mask_to_image, word_quads, line_px, rng, panel_quad, illegible)
+        margin = max(3, round(0.25 * min(line_px, 40)))
+        _mark_occupied(occupied, word_quads if panel_quad is None else panel_quad[0][None], margin)
+        if illegible:
+            chars = _nominal_char_quads(word_quads, len(DONT_CARE))
+            return [DONT_CARE] * len(text.words), word_quads, chars
         return text.words, word_quads, char_quads
 
     def _draw(
@@ -320,12 +425,17 @@ class SceneRenderer:
         word_quads: np.ndarray,
         line_px: float,
         rng: np.random.Generator,
+        panel: tuple[np.ndarray, np.ndarray | None] | None = None,
+        illegible: bool = False,
     ) -> None:
-        """Colour, effects and blending of one text instance, on a patch of ``image``."""
+        """Colour, effects and blending of one text instance, on a patch of ``image``.
+
+        panel: (outer, inner or None) quads in image pixels of a sign panel painted first.
+        """
         cfg = self.config
         h, w = image.shape[:2]
-        use_border = rng.random() < cfg.p_border
-        use_shadow = rng.random() < cfg.p_shadow
+        use_border = rng.random() < cfg.p_border and not illegible
+        use_shadow = rng.random() < cfg.p_shadow and not illegible
         use_poisson = rng.random() < cfg.p_poisson
         border_px = max(1, round(line_px * float(rng.uniform(0.04, 0.1))))
         shadow_dx, shadow_dy = (
@@ -334,8 +444,9 @@ class SceneRenderer:
         )
         effect_pad = max(border_px, abs(shadow_dx), shadow_dy) + 3
         pad = POISSON_MARGIN + 2 + effect_pad
-        lo = np.floor(word_quads.reshape(-1, 2).min(axis=0)).astype(int) - pad
-        hi = np.ceil(word_quads.reshape(-1, 2).max(axis=0)).astype(int) + pad
+        extent = word_quads.reshape(-1, 2) if panel is None else panel[0]
+        lo = np.floor(extent.min(axis=0)).astype(int) - pad
+        hi = np.ceil(extent.max(axis=0)).astype(int) + pad
         x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
         x1, y1 = min(int(hi[0]), w), min(int(hi[1]), h)
         if x1 - x0 < 2 or y1 - y0 < 2:
@@ -347,16 +458,33 @@ class SceneRenderer:
             ).astype(np.float32)
             / 255.0
         )
-        if rng.random() < 0.3:
+        if rng.random() < 0.3 or illegible:
             # Slight defocus so small text matches the photo's sharpness.
-            coverage = np.asarray(
-                cv2.GaussianBlur(coverage, (0, 0), float(rng.uniform(0.3, 0.6))), np.float32
+            sigma = float(rng.uniform(0.3, 0.6)) + (
+                float(rng.uniform(0.2, 0.6)) if illegible else 0.0
             )
+            coverage = np.asarray(cv2.GaussianBlur(coverage, (0, 0), sigma), np.float32)
+        if self.ink_log is not None:
+            self.ink_log.append((x0, y0, coverage.copy()))
         patch = image[y0:y1, x0:x1]
+        sign_colour = None
+        if panel is not None:
+            offset = np.array([x0, y0], np.float64)
+            panel_rgb, sign_colour = self._sign_colours(rng)
+            border_rgb = effect_colour(rng, sign_colour, panel_rgb)
+            inner = None if panel[1] is None else panel[1] - offset
+            patch = paint_panel(patch, panel[0] - offset, inner, panel_rgb, border_rgb, rng)
+            image[y0:y1, x0:x1] = patch
         under = cv2.dilate((coverage > 0.1).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         surface = np.median(patch[under], axis=0) if under.any() else patch.reshape(-1, 3).mean(0)
-        palette = image[rng.integers(h, size=32), rng.integers(w, size=32)]
-        colour = pick_text_colour(rng, surface, cfg.min_colour_distance, palette)
+        if sign_colour is not None:
+            colour = sign_colour
+        elif cfg.learned_colours:
+            contrast = 0.6 * cfg.min_learned_contrast if illegible else cfg.min_learned_contrast
+            colour = self.colours.pick(rng, surface, contrast)
+        else:
+            palette = image[rng.integers(h, size=32), rng.integers(w, size=32)]
+            colour = pick_text_colour(rng, surface, cfg.min_colour_distance, palette)
         text_rgb = shade_like_surface(patch, coverage, colour, float(rng.uniform(0.2, 0.8)))
         composite = patch.copy()
         blend_mask = coverage
@@ -369,7 +497,9 @@ class SceneRenderer:
             border = add_border(coverage, border_px)
             composite = alpha_composite(composite, effect_colour(rng, colour, surface), border)
             blend_mask = np.maximum(blend_mask, border)
-        opacity = float(rng.uniform(0.85, 1.0))
+        opacity = float(rng.uniform(0.85, 1.0)) * (
+            float(rng.uniform(0.5, 0.9)) if illegible else 1.0
+        )
         composite = alpha_composite(composite, text_rgb, coverage * opacity)
         if use_poisson:
             blended = poisson_blend(patch, composite, blend_mask)
@@ -382,6 +512,130 @@ class SceneRenderer:
                 if kept >= 0.5 * intended:
                     composite = blended
         image[y0:y1, x0:x1] = composite
+
+    def _place_sprite(
+        self,
+        image: np.ndarray,
+        source: np.ndarray,
+        region: Region,
+        occupied: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+        """Paste one real word crop into ``region`` in perspective, and beside it a crop of the
+        same size from the background itself (``source``, uint8 [H, W, 3], text-free) pasted
+        the same way: the paste's seams then say nothing about text. None if nothing fits."""
+        cfg = self.config
+        h, w = image.shape[:2]
+        available = region.mask & ~occupied
+        rows = np.flatnonzero(available.any(axis=1))
+        if len(rows) < cfg.min_font_px:
+            return None
+        cols = np.flatnonzero(available.any(axis=0))
+        homography = self._homography(region, rng)
+        bounds = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        canvas = _rectify(available, bounds, homography, h * w)
+        if canvas is None:
+            return None
+        canvas_mask, to_image = canvas
+        index = int(rng.integers(len(self.sprites)))
+        word = self.sprites.words[index]
+        sprite = self.sprites.sprite(index)
+        if sprite is None:
+            return None
+        sprite_h, sprite_w = sprite.shape[:2]
+        radius = float(cv2.distanceTransform(canvas_mask, cv2.DIST_L2, 3).max())
+        # Word height from the font-size range (a word's ink is about 0.75 em tall).
+        min_h = 0.75 * cfg.min_font_px
+        max_h = min(0.75 * cfg.max_font_px, 2.0 * radius / 1.2)
+        if max_h < min_h:
+            return None
+        height = math.exp(rng.uniform(math.log(min_h), math.log(max_h)))
+        integral = cv2.integral(canvas_mask)
+        for _ in range(_SIZE_RETRIES):
+            scale = height / sprite_h
+            box_w, box_h = math.ceil(sprite_w * scale) + 2, math.ceil(sprite_h * scale) + 2
+            pos = _find_position(integral, box_w, box_h, rng)
+            if pos is not None:
+                break
+            height *= 0.85
+            if height < min_h:
+                return None
+        else:
+            return None
+        scaling = np.diag([scale, scale, 1.0])
+        sprite_to_image = to_image @ translation(pos[0] + 1, pos[1] + 1) @ scaling
+        rect = np.array([[0, 0], [sprite_w, 0], [sprite_w, sprite_h], [0, sprite_h]], np.float64)
+        quad = apply_homography(sprite_to_image, rect)
+        feather = float(rng.uniform(0.5, 1.0))
+        _paste(image, sprite, sprite_to_image, feather)
+        margin = max(3, round(0.25 * min(height, 40)))
+        _mark_occupied(occupied, quad[None], margin)
+        # The distractor: elsewhere on the free canvas, same size, background pixels.
+        top, left = max(pos[1] - margin, 0), max(pos[0] - margin, 0)
+        canvas_mask[top : pos[1] + box_h + margin, left : pos[0] + box_w + margin] = 0
+        spot = _find_position(cv2.integral(canvas_mask), box_w, box_h, rng)
+        dw, dh = round(sprite_w * scale), round(sprite_h * scale)
+        if spot is not None and 0 < dw < w and 0 < dh < h:
+            sx, sy = int(rng.integers(w - dw + 1)), int(rng.integers(h - dh + 1))
+            patch = source[sy : sy + dh, sx : sx + dw].astype(np.float32)
+            patch_to_image = to_image @ translation(spot[0] + 1, spot[1] + 1)
+            _paste(image, patch, patch_to_image, feather)
+            patch_quad = apply_homography(
+                patch_to_image, np.array([[0, 0], [dw, 0], [dw, dh], [0, dh]], np.float64)
+            )
+            _mark_occupied(occupied, patch_quad[None], margin)
+        return [word], quad[None], _nominal_char_quads(quad[None], len(word))
+
+    def _sign_colours(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(panel, text) colours, float32 [3] RGB: a real (background, text) pair, either way
+        round, or black/white on a random paint colour without the learned table."""
+        if self.config.learned_colours:
+            pairs = self.colours
+            contrast = np.linalg.norm(pairs.text_lab - pairs.background_lab, axis=1)
+            ok = np.flatnonzero(contrast >= _SIGN_MIN_CONTRAST)
+            i = int(rng.choice(ok)) if len(ok) else int(np.argmax(contrast))
+            panel, text = lab_to_rgb(pairs.background_lab[i]), lab_to_rgb(pairs.text_lab[i])
+            return (panel, text) if rng.random() < 0.75 else (text, panel)
+        panel = rng.uniform(0, 255, 3).astype(np.float32)
+        return panel, pick_text_colour(rng, panel, self.config.min_colour_distance)
+
+
+def _nominal_char_quads(word_quads: np.ndarray, n_chars: int) -> np.ndarray:
+    """``n_chars`` equal slices along each quad: one box per character where the true
+    character boxes are unknown (don't-care words, real word sprites), so that samples keep
+    SynthText's one-char-box-per-character count. The boxes are nominal."""
+    ts = np.linspace(0.0, 1.0, n_chars + 1)
+    slices = []
+    for quad in word_quads:
+        top = [quad[0] + (quad[1] - quad[0]) * t for t in ts]
+        bottom = [quad[3] + (quad[2] - quad[3]) * t for t in ts]
+        slices += [np.stack([top[i], top[i + 1], bottom[i + 1], bottom[i]]) for i in range(n_chars)]
+    return np.array(slices, np.float64).reshape(-1, 4, 2)
+
+
+def _paste(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray, feather: float) -> None:
+    """Alpha-paste ``sprite`` (float32 [h, w, 3]) into ``image`` through the homography
+    ``to_image`` (sprite pixels -> image pixels), edges softened by ``feather`` px."""
+    h, w = image.shape[:2]
+    sh, sw = sprite.shape[:2]
+    corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
+    x0, y0 = (max(int(v) - 2, 0) for v in np.floor(corners.min(axis=0)))
+    x1, y1 = int(np.ceil(corners[:, 0].max())) + 2, int(np.ceil(corners[:, 1].max())) + 2
+    x1, y1 = min(x1, w), min(y1, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    to_patch = to_cv_pixels(translation(-x0, -y0) @ to_image)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpPerspective(sprite, to_patch, size, flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpPerspective(
+        np.ones((sh, sw), np.float32), to_patch, size, flags=cv2.INTER_LINEAR
+    )
+    if feather > 0:
+        # Soften inwards only, so nothing spills outside the quad.
+        alpha = np.minimum(alpha, cv2.GaussianBlur(alpha, (0, 0), feather))
+    a = alpha[:, :, None]
+    patch = image[y0:y1, x0:x1]
+    image[y0:y1, x0:x1] = patch * (1.0 - a) + warped * a
 
 
 def _limit_words(block: TextBlock, budget: int) -> TextBlock:

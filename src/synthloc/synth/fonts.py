@@ -175,18 +175,56 @@ class FontLibrary:
         total = sum(self.glyph(path, REFERENCE_SIZE, ch).advance for ch in text)
         return total * size / REFERENCE_SIZE
 
-    def pick(self, rng: np.random.Generator) -> tuple[str, frozenset[str]]:
-        """A random usable font path and its character coverage (embedded font if none)."""
+    def pick(self, rng: np.random.Generator, signage: bool = False) -> tuple[str, frozenset[str]]:
+        """A random usable font path and its character coverage (embedded font if none).
+
+        signage: draw fonts with :func:`signage_weight` (bold, condensed, sans favoured)
+        instead of uniformly.
+        """
         candidates = list(self.paths)
+        weights = [signage_weight(p) for p in candidates]
         # Bounded: each failed font is removed; the embedded font is the last resort.
         while candidates:
-            i = int(rng.integers(len(candidates)))
+            if signage:
+                w = np.asarray(weights, np.float64)
+                i = int(rng.choice(len(candidates), p=w / w.sum()))
+            else:
+                i = int(rng.integers(len(candidates)))
             cov = self.coverage(candidates[i])
             if cov is not None:
                 return candidates[i], cov
             candidates.pop(i)
+            weights.pop(i)
         cov = self.coverage(EMBEDDED_FONT)
         return EMBEDDED_FONT, cov if cov is not None else frozenset(RENDERABLE)
+
+
+_SERIF_PARTS = ("serif", "roman", "tinos", "caladea", "c059", "p052", "bookman", "z003", "times")
+_MONO_PARTS = ("mono", "cousine", "courier")
+_BOLD_PARTS = ("bold", "black", "heavy", "demi", "semibold", "medium", "extrabold")
+_CONDENSED_PARTS = ("cond", "narrow")
+_THIN_PARTS = ("thin", "hairline", "light", "extralight")
+_SLANTED_PARTS = ("italic", "oblique", "ita")
+
+
+def signage_weight(path: str) -> float:
+    """Relative chance of a font on signs, from its file name: bold and condensed sans faces
+    (shop fronts, street signs, labels) are favoured; thin, slanted, serif and mono rarer."""
+    name = Path(path).stem.lower().replace("sans", "_s_")
+    weight = 1.0
+    if any(p in name for p in _SERIF_PARTS) and "_s_" not in name:
+        weight *= 0.35
+    elif any(p in name for p in _MONO_PARTS):
+        weight *= 0.3
+    if any(p in name for p in _BOLD_PARTS):
+        weight *= 3.0
+    if any(p in name for p in _CONDENSED_PARTS):
+        weight *= 2.0
+    if any(p in name for p in _THIN_PARTS):
+        weight *= 0.3
+    if any(p in name for p in _SLANTED_PARTS):
+        weight *= 0.4
+    return weight
 
 
 def _signature(glyph: Glyph) -> bytes | None:

@@ -98,7 +98,7 @@ def analyse_background(background: Background, config: SynthConfig) -> SceneAnal
         offset = int(flat.min())
         counts = np.bincount(flat - offset)
         for region, mask_small in _filter_regions(
-            labels, grad, edges, counts, offset, background, config, 1.0 / scale
+            labels, grad, edges, counts, offset, background, config, 1.0 / scale, small
         ):
             # Pooled scales often find the same segment twice; keep one copy.
             if any(_iou(mask_small, other) > 0.8 for other in accepted):
@@ -123,8 +123,11 @@ def _filter_regions(
     background: Background,
     config: SynthConfig,
     inv: float,
+    small: np.ndarray,
 ) -> list[tuple[Region, np.ndarray]]:
     """Apply the paper's region tests; ``inv`` is final pixels per small-image pixel.
+
+    ``small`` is the uint8 RGB image at the segmentation scale (for the sky test).
 
     Returns each accepted region with its bool mask at the segmentation scale.
     """
@@ -139,6 +142,12 @@ def _filter_regions(
         # Erode by one small pixel: segment borders are where the edges are.
         mask_small = cv2.erode((labels == label).astype(np.uint8), kernel, borderValue=0)
         verdict = _test_region(mask_small, grad, edges, background, config, inv)
+        if (
+            config.sky_filter
+            and isinstance(verdict, Region)
+            and looks_like_sky(small, mask_small, grad)
+        ):
+            verdict = "sky"
         if verdict == "fill" and mask_small.sum() >= 4 * min_area_small:
             # A large smooth segment with a ragged edge (sky over trees, a wall behind
             # objects) fails the fill test as a whole; its compact band of full rows is
@@ -147,9 +156,38 @@ def _filter_regions(
             if band is not None:
                 mask_small = band
                 verdict = _test_region(mask_small, grad, edges, background, config, inv)
+                if (
+                    config.sky_filter
+                    and isinstance(verdict, Region)
+                    and looks_like_sky(small, band, grad)
+                ):
+                    verdict = "sky"
         if isinstance(verdict, Region):
             regions.append((verdict, mask_small > 0))
     return regions
+
+
+def looks_like_sky(small: np.ndarray, mask_small: np.ndarray, grad: np.ndarray) -> bool:
+    """True for a smooth region that looks like sky, where text would float.
+
+    Blue (clear sky, also between clouds): starting in the top 40% of the photo. Bright and
+    colourless (overcast sky, haze): reaching the top edge across at least 30% of the width.
+    Either way not reaching the bottom fifth (that is a wall or a backdrop).
+    small: uint8 RGB [h, w]; mask_small: 0/1 [h, w]; grad: mean gradient per small pixel.
+    """
+    inside = mask_small > 0
+    rows = np.flatnonzero(inside.any(axis=1))
+    cols = np.flatnonzero(inside.any(axis=0))
+    sh, sw = mask_small.shape
+    if len(rows) == 0 or rows[-1] > 0.8 * sh or float(grad[inside].mean()) > 0.03:
+        return False
+    lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[inside]
+    lightness, a, b = (float(v) for v in np.median(lab, axis=0))
+    if lightness > 30 and b < -6 and b < -abs(a):
+        return bool(rows[0] < 0.4 * sh)
+    if lightness > 70 and float(np.hypot(a, b)) < 12:
+        return bool(rows[0] <= 0.05 * sh and cols[-1] - cols[0] + 1 >= 0.3 * sw)
+    return False
 
 
 def _compact_band(mask_small: np.ndarray) -> np.ndarray | None:

@@ -37,11 +37,13 @@ def random_homography(
     region_angle_deg: float | None,
     max_rotation_deg: float,
     max_perspective: float,
+    jitter_deg: float = 1.0,
 ) -> np.ndarray:
     """Rotation + mild perspective about ``centre``; text plane origin maps to ``centre``.
 
     If the region's min-area rectangle is nearly axis-aligned up to ``max_rotation_deg``, its
-    angle is used (text follows the surface's edges); otherwise a random angle is drawn.
+    angle is used (text follows the surface's edges, give or take a normal ``jitter_deg``);
+    otherwise a random angle is drawn.
     ``extent`` (pixels) is the region's half size; the perspective changes the local scale by
     at most ``max_perspective`` (relative) at that distance from the centre.
     """
@@ -50,7 +52,7 @@ def random_homography(
         # cv2 angles are in (0, 90]; the rectangle's side closest to horizontal.
         a = ((region_angle_deg + 45.0) % 90.0) - 45.0
         if abs(a) <= max_rotation_deg and rng.random() < 0.7:
-            theta = math.radians(a) + math.radians(float(rng.normal(0.0, 1.0)))
+            theta = math.radians(a) + math.radians(float(rng.normal(0.0, jitter_deg)))
     c, s = math.cos(theta), math.sin(theta)
     rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     g = rng.uniform(-max_perspective, max_perspective, size=2) / max(extent, 1.0)
