@@ -1,0 +1,151 @@
+"""The fcrn-dense A/B of issue #14: arms trained for the same CPU time, then scored.
+
+Every arm trains from ``training/ab_dense/common.yaml`` (same shards, seed, batch and
+augmentation) plus its own ``--set`` overrides (:data:`ARMS`), with one torch thread and one
+loader worker, and is stopped with SIGTERM (a graceful stop after a checkpoint) when the CPU
+time of its process tree (trainer + loader worker) reaches the budget::
+
+    python benchmarks/ab_dense.py train lite --cpu-minutes 60      # data/runs/ab_dense/lite
+    python benchmarks/ab_dense.py train dense-imagenet --cpu-minutes 60
+    python benchmarks/ab_dense.py report --arms lite dense-imagenet
+
+``report`` scores each arm's EMA weights on icdar2015_dev and the held-out synthetic test set
+(benchmarks/accuracy.py's sets), single scale and multi-scale, with recall split by word
+height, and prints one table.  Settings (threshold, scale) are chosen per arm on synthetic
+validation (seed 987654321), never on icdar2015_dev.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "data" / "runs" / "ab_dense"
+COMMON = ROOT / "training" / "ab_dense" / "common.yaml"
+DENSE = [
+    "model.arch=fcrn-dense",
+    "model.stride=4",
+    "model.confidence=logit",
+    "loss.curriculum=false",
+    "loss.conf_loss=bce",
+    "loss.ohem_ratio=3",
+    "loss.pose_loss=iou",
+    "loss.dice_weight=1",
+    "optim.name=adamw",
+    "optim.lr=0.001",
+    "optim.weight_decay=0.0001",
+]
+ARMS: dict[str, list[str]] = {
+    # The paper's stride-32 grid and squared-error loss with the negative curriculum.
+    "lite": [
+        "model.arch=fcrn-lite",
+        "model.stride=32",
+        "model.confidence=linear",
+        "loss.curriculum=true",
+        "loss.neg_period=25",
+        "loss.conf_loss=mse",
+        "optim.name=adamw",
+        "optim.lr=0.002",
+        "optim.weight_decay=0.0005",
+    ],
+    "dense-scratch": DENSE,
+    "dense-imagenet": [*DENSE, "backbone_init=imagenet"],
+}
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_seconds(root_pid: int) -> float:
+    """User + system CPU seconds of ``root_pid`` and its live descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        # utime, stime, cutime, cstime (fields 14-17 of stat; index 11-14 after the name)
+        times[pid] = sum(int(v) for v in fields[11:15]) / _TICKS
+    total, stack = 0.0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def train(arm: str, cpu_minutes: float, poll_s: float) -> None:
+    out = RUNS / arm
+    resume = (out / "last.pt").is_file()
+    command = [
+        sys.executable,
+        "-m",
+        "synthloc",
+        "train",
+        "--config",
+        str(COMMON.relative_to(ROOT)),
+        "--out",
+        str(out.relative_to(ROOT)),
+        "--threads",
+        "1",
+        "--no-progress",
+        *(["--resume"] if resume else []),
+    ]
+    for override in ARMS[arm]:
+        command += ["--set", override]
+    budget_path = out / "budget.json"
+    spent_before = json.loads(budget_path.read_text())["cpu_s"] if resume else 0.0
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    print(" ".join(command), flush=True)
+    start = time.time()
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    cpu = 0.0
+    stopped = False
+    while process.poll() is None:
+        time.sleep(poll_s)
+        cpu = max(cpu, _tree_cpu_seconds(process.pid))
+        if not stopped and spent_before + cpu >= cpu_minutes * 60:
+            process.send_signal(signal.SIGTERM)
+            stopped = True
+    wall = time.time() - start
+    steps = 0
+    metrics = out / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            steps = max(steps, int(json.loads(line).get("step", 0)))
+    record = {
+        "arm": arm,
+        "overrides": ARMS[arm],
+        "cpu_s": round(spent_before + cpu, 1),
+        "wall_s": round(wall, 1),
+        "steps": steps,
+        "exit": process.returncode,
+    }
+    budget_path.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("train", help="train one arm to a CPU-time budget")
+    run.add_argument("arm", choices=sorted(ARMS))
+    run.add_argument("--cpu-minutes", type=float, default=60.0)
+    run.add_argument("--poll", type=float, default=5.0, help="seconds between CPU-time checks")
+    args = parser.parse_args()
+    if args.command == "train":
+        train(args.arm, args.cpu_minutes, args.poll)
+
+
+if __name__ == "__main__":
+    main()
