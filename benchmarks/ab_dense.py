@@ -58,6 +58,22 @@ ARMS: dict[str, list[str]] = {
     "dense-scratch": DENSE,
     "dense-imagenet": [*DENSE, "backbone_init=imagenet"],
 }
+# Detection settings searched on synthetic validation (tune_detect.py): scales are factors of
+# the image size, so a choice means the same text magnification on any photo.
+TUNING: dict[str, dict[str, list[str]]] = {
+    "lite": {
+        "single": ["1.0", "1.5", "2.0"],
+        "multi": ["1.0,1.5,2.0", "1.0,2.0"],
+        "thresholds": ["0.8", "0.9", "0.95"],
+        "min_sizes": ["12"],
+    },
+    "dense": {
+        "single": ["1.0", "1.5"],
+        "multi": ["0.75,1.0,1.5", "1.0,1.5"],
+        "thresholds": ["0.5", "0.7", "0.9"],
+        "min_sizes": ["0", "8"],
+    },
+}
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -135,6 +151,106 @@ def train(arm: str, cpu_minutes: float, poll_s: float) -> None:
     print(json.dumps(record), flush=True)
 
 
+def _run(command: list[str], log: Path) -> str:
+    print(" ".join(command), flush=True)
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}), see {log}:\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def report(arms: list[str], val_count: int, test_count: int, threads: int) -> None:
+    """Tune each arm on synthetic validation, score it, print one table."""
+    bench = ROOT / "benchmarks"
+    rows = []
+    for arm in arms:
+        out = RUNS / arm
+        grid = TUNING["lite" if arm == "lite" else "dense"]
+        tuned = out / "tuned.pt"
+        common = [
+            "--count",
+            str(val_count),
+            "--set-dir",
+            str(RUNS / "val"),
+            "--threads",
+            str(threads),
+        ]
+        common += ["--thresholds", *grid["thresholds"], "--min-sizes", *grid["min_sizes"]]
+        tune = [sys.executable, str(bench / "tune_detect.py")]
+        _run(
+            [
+                *tune,
+                "--checkpoint",
+                str(out / "last.pt"),
+                "--weights",
+                "ema",
+                *common,
+                "--scales",
+                *grid["single"],
+                "--write",
+                str(tuned),
+            ],
+            out / "tune_single.log",
+        )
+        _run(
+            [
+                *tune,
+                "--model",
+                str(tuned),
+                *common,
+                "--scales",
+                *grid["multi"],
+                "--key",
+                "detect_multiscale",
+                "--write",
+                str(tuned),
+            ],
+            out / "tune_multi.log",
+        )
+        figures_path = out / "accuracy.json"
+        _run(
+            [
+                sys.executable,
+                str(bench / "accuracy.py"),
+                "--model",
+                str(tuned),
+                "--synthetic-count",
+                str(test_count),
+                "--synthetic-dir",
+                str(RUNS / "test"),
+                "--threads",
+                str(threads),
+                "--json",
+                str(figures_path),
+            ],
+            out / "accuracy.log",
+        )
+        budget = json.loads((out / "budget.json").read_text())
+        rows.append((arm, budget, json.loads(figures_path.read_text())))
+    print()
+    print(
+        "| arm | steps | CPU min | wall min | setting | dev P | dev R | dev F "
+        "| dev R <16 / 16-32 / >32 px | synthetic F |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for arm, budget, figures in rows:
+        for kind in ("single", "multi"):
+            dev = figures[f"icdar2015_dev/{kind}"]
+            syn = figures[f"synthetic/{kind}"]
+            setting = (
+                f"{','.join(f'{s:g}' for s in dev['scales'])} / "
+                f"{dev['threshold']:g} / min {dev['min_size']:g}"
+            )
+            print(
+                f"| {arm} | {budget['steps']} | {budget['cpu_s'] / 60:.1f} | "
+                f"{budget['wall_s'] / 60:.1f} | {setting} | {dev['precision']:.3f} | "
+                f"{dev['recall']:.3f} | **{dev['hmean']:.3f}** | {dev['recall_lt16']:.3f} / "
+                f"{dev['recall_16to32']:.3f} / {dev['recall_gt32']:.3f} | {syn['hmean']:.3f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,9 +258,16 @@ def main() -> None:
     run.add_argument("arm", choices=sorted(ARMS))
     run.add_argument("--cpu-minutes", type=float, default=60.0)
     run.add_argument("--poll", type=float, default=5.0, help="seconds between CPU-time checks")
+    score = sub.add_parser("report", help="tune and score trained arms; print the table")
+    score.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=sorted(ARMS))
+    score.add_argument("--val-count", type=int, default=100)
+    score.add_argument("--test-count", type=int, default=200)
+    score.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if args.command == "train":
         train(args.arm, args.cpu_minutes, args.poll)
+    else:
+        report(args.arms, args.val_count, args.test_count, args.threads)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from accuracy import make_synthetic_set, score_folder
+from accuracy import ENGINES, make_synthetic_set, score_folder
 
 from synthloc.detect import Detector
 from synthloc.model import load_model_with_extra, save_model
@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help="of --checkpoint")
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--seed", type=int, default=VALIDATION_SEED)
+    parser.add_argument("--engine", choices=ENGINES, default="paper", help="of the validation set")
+    parser.add_argument("--set-dir", type=Path, default=None, help="keep (reuse) the set here")
     parser.add_argument("--scales", nargs="+", default=list(SCALE_SETS), help="e.g. 512,1024")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
     parser.add_argument(
@@ -76,7 +78,9 @@ def main() -> None:
             extra = {"step": step, "weights": f"{args.weights} weights of {args.checkpoint.name}"}
             args.model = Path(tmp) / "model.pt"
             save_model(args.model, model, extra)
-        folder = make_synthetic_set(Path(tmp) / "val", args.count, args.seed)
+        folder = make_synthetic_set(
+            args.set_dir or Path(tmp) / "val", args.count, args.seed, engine=args.engine
+        )
         for scale_text in args.scales:
             scales = [float(s) for s in scale_text.split(",")]
             for threshold in args.thresholds:
