@@ -10,6 +10,7 @@ paths with YAML-parsed values: ``optim.lr=0.01``, ``data.sources.0.weight=2``,
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -44,6 +45,28 @@ SOURCE_KINDS = ("synth", "shards", "synthtext", "synthtext-h5", "icdar")
 T = TypeVar("T")
 
 
+def _require(valid: bool, name: str, rule: str, value: Any) -> None:
+    """ValueError "<name> must be <rule>, got <value>" unless ``valid``."""
+    if not valid:
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    _require(value >= low, name, f"an integer of at least {low}", value)
+
+
+def _number_in(
+    name: str, value: float, low: float, high: float = math.inf, low_open: bool = False
+) -> None:
+    """A finite number in [low, high] (or (low, high] with ``low_open``)."""
+    above = value > low if low_open else value >= low
+    ok = math.isfinite(value) and above and value <= high
+    bounds = f"{'above' if low_open else 'at least'} {low:g}"
+    if high != math.inf:
+        bounds += f" and at most {high:g}"
+    _require(ok, name, f"a finite number {bounds}", value)
+
+
 @dataclass
 class SourceConfig:
     """One training data source.
@@ -70,6 +93,7 @@ class SourceConfig:
             raise ValueError(f"data source of kind {self.kind!r} needs a path")
         if self.kind != "synth" and (self.depth or self.seg):
             raise ValueError(f"depth and seg maps apply to 'synth' sources, not {self.kind!r}")
+        _number_in("weight", self.weight, 0.0, low_open=True)
 
 
 @dataclass
@@ -88,6 +112,11 @@ class DataConfig:
     min_word_size: float = 6.0
     dense_shrink: float = 0.3
 
+    def __post_init__(self) -> None:
+        _require(bool(self.sources), "sources", "a list of at least one source", self.sources)
+        _at_least("workers", self.workers, 0)
+        _number_in("min_word_size", self.min_word_size, 0.0)
+
 
 @dataclass
 class OptimConfig:
@@ -104,6 +133,12 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.name not in ("sgd", "adamw"):
             raise ValueError(f"unknown optimiser {self.name!r}; expected 'sgd' or 'adamw'")
+        _number_in("lr", self.lr, 0.0, low_open=True)
+        _number_in("momentum", self.momentum, 0.0, 1.0)
+        _number_in("weight_decay", self.weight_decay, 0.0)
+        _number_in("grad_clip", self.grad_clip, 0.0)
+        for beta in self.betas:
+            _number_in("betas", beta, 0.0, 1.0)
 
 
 @dataclass
@@ -120,6 +155,9 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("cosine", "step", "constant"):
             raise ValueError(f"unknown schedule {self.kind!r}; expected cosine, step or constant")
+        _at_least("warmup_steps", self.warmup_steps, 0)
+        _number_in("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        _number_in("gamma", self.gamma, 0.0, low_open=True)
 
 
 @dataclass
@@ -153,6 +191,17 @@ class ValConfig:
     min_size: float = 0.0
     score_thresholds: list[float] = field(default_factory=list)
     batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        _at_least("every", self.every, 0)
+        _at_least("synth_count", self.synth_count, 0)
+        _at_least("max_side", self.max_side, 1)
+        _at_least("icdar_max_side", self.icdar_max_side, 1)
+        _number_in("nms_iou", self.nms_iou, 0.0, 1.0)
+        _number_in("min_size", self.min_size, 0.0)
+        for threshold in [self.score_threshold, *self.score_thresholds]:
+            _number_in("score_threshold", threshold, -math.inf)
+        _at_least("batch_size", self.batch_size, 1)
 
 
 @dataclass
@@ -189,6 +238,17 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     data: DataConfig = field(default_factory=DataConfig)
     val: ValConfig = field(default_factory=ValConfig)
+
+    def __post_init__(self) -> None:
+        # steps 0 is a valid config (e.g. to build a model from ``init``); fit() refuses it.
+        _at_least("steps", self.steps, 0)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("accum_steps", self.accum_steps, 1)
+        _number_in("ema_decay", self.ema_decay, 0.0, 1.0)
+        _require(self.ema_decay < 1.0, "ema_decay", "below 1 (0 = no EMA)", self.ema_decay)
+        _at_least("checkpoint_every", self.checkpoint_every, 1)
+        _at_least("log_every", self.log_every, 1)
+        _at_least("max_nonfinite", self.max_nonfinite, 1)
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -260,7 +320,10 @@ def config_from_dict(cls: type[T], values: dict[str, Any], where: str = "config"
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in values.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as error:  # a value check in __post_init__: say where it is
+        raise ValueError(f"{where}: {error}") from None
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -8,8 +8,12 @@ e.g. --set optim.lr=0.01 --set data.augment.size=512 --set model.width=0.75).
 
 The run directory receives config.yaml (resolved), last.pt (latest checkpoint), best.pt and
 best_model.pt (best validation F), model.pt (final weights), metrics.jsonl and metrics.csv.
-SIGTERM or Ctrl-C ends a run after the current step and a checkpoint (exit status 143 or 130;
-a second signal acts at once); continue it with --resume.
+A new run refuses an --out folder that already holds one: continue it with --resume, choose
+another folder, or replace it with --overwrite. Every input (data sources, --val-icdar
+folders, the init model file) is checked before the run folder is made. If a checkpoint
+cannot be written (disk full, no permission) the run stops with exit status 1 and the
+previous checkpoint intact. SIGTERM or Ctrl-C ends a run after the current step and a
+checkpoint (exit status 143 or 130; a second signal acts at once); continue it with --resume.
 
 examples:
   synthloc train --config configs/fcrn_lite_synth.yaml --out runs/lite
@@ -31,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory (created if missing)")
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last.pt"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an --out folder that holds one, deleting its checkpoints, "
+        "model files, config and metrics (without it such a folder is refused)",
     )
     parser.add_argument(
         "--set",
@@ -130,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
     from synthloc.train import NonFiniteLossError, fit
     from synthloc.train_config import load_config
 
+    if args.resume and args.overwrite:
+        print("synthloc train: --resume and --overwrite exclude each other", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     base = args.config
@@ -138,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         base = str(saved)  # resume the run as it was configured, plus any new overrides
     try:
         config = load_config(base, _flag_overrides(args) + list(args.overrides))
+        if config.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {config.steps}")
     except ValueError as error:
         print(f"synthloc train: bad configuration: {error}", file=sys.stderr)
         return 2
@@ -148,11 +163,10 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             stop_at_step=args.stop_at_step,
             progress=not args.no_progress,
+            overwrite=args.overwrite,
         )
-    except NonFiniteLossError as error:
-        print(f"synthloc train: {error}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError) as error:
+    except (NonFiniteLossError, OSError, ValueError) as error:
+        # OSError: a missing input, a folder holding a run, a checkpoint that cannot be written.
         print(f"synthloc train: {error}", file=sys.stderr)
         return 1
     summary = f"step {result.step}"

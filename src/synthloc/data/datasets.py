@@ -274,6 +274,8 @@ class OnTheFlySynthesis:
             raise ValueError(f"{backgrounds}: no background images found")
         self._renderer: Any = None
         self._loader: Any = None
+        # Unloadable background -> times it was drawn and skipped (warned about once).
+        self.skipped_backgrounds: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -309,8 +311,10 @@ class OnTheFlySynthesis:
         background, _, failures, failed_maps = pick_background(
             rng, self.source, self._get_loader(), self.config.size
         )
-        for label, message in failures:
-            _log.warning("skipping background %s: %s", label, message)
+        for label, message in failures:  # each file named once per process, then counted
+            self.skipped_backgrounds[label] = self.skipped_backgrounds.get(label, 0) + 1
+            if self.skipped_backgrounds[label] == 1:
+                _log.warning("skipping background %s: %s (not repeated)", label, message)
         for label, message in failed_maps:  # "depth:<name>": reported on its first load only
             _log.warning("%s map left out: %s", label, message)
         try:
