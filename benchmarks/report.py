@@ -7,7 +7,8 @@ Runs, each in its own process (so thread settings and caches do not leak between
   detect_speed.py  end-to-end images/s on 1280x720 photos, torch and onnxruntime, 2 threads, and
                    the ratio against RapidOCR's text detector when rapidocr_onnxruntime is installed
   synth_speed.py   engine images/s per core at 512 px, default config
-  train_speed.py   training images/s at 384x384, batch 16, 2 threads, fcrn-lite
+  train_speed.py   training images/s at 384x384, 2 threads: fcrn-lite (batch 16) and
+                   fcrn-dense at stride 4 and 8 (batch 8)
 
 Writes benchmarks/results.json and benchmarks/results.md; with --readme, also replaces the part
 of README.md between the results markers. No figure in the table is typed by hand.
@@ -92,12 +93,17 @@ def table(results: dict[str, Any]) -> str:
         f"{_fmt(syn['warm_images_per_cpu_s'], 1)}) |"
     )
     tr = results["train_speed"]
-    for source in ("shards", "synth"):
-        if source in tr:
-            lines.append(
-                f"| training, fcrn-lite, 384x384, batch 16, 2 threads, from {source} | "
-                f"{_fmt(tr[source]['images_per_s'], 1)} images/s |"
-            )
+    # Older results hold only fcrn-lite's figures (batch 16), at the top level.
+    arms = tr.get("arms", {"fcrn-lite": {"batch_size": 16, **tr}})
+    size, threads = tr.get("size", 384), tr.get("threads", 2)
+    for arm, figures in arms.items():
+        for source in ("shards", "synth"):
+            if source in figures:
+                lines.append(
+                    f"| training, {arm}, {size}x{size}, batch {figures['batch_size']}, "
+                    f"{threads} threads, from {source} | "
+                    f"{_fmt(figures[source]['images_per_s'], 1)} images/s |"
+                )
     meta = results["meta"]
     lines.append("")
     lines.append(

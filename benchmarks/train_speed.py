@@ -1,7 +1,19 @@
-"""Training throughput of fcrn-lite: images/s at 384x384, batch 16, 2 torch threads.
+"""Training throughput of fcrn-lite and fcrn-dense: images/s at 384x384, 2 torch threads.
 
-Measured for two data sources, each with the same loop as ``synthloc train`` (DataLoader
-workers doing decode/synthesis, augmentation and target encoding; SGD step on the model):
+One row per arm (``--arms``, default all of :data:`ARMS`):
+
+* ``fcrn-lite``: the default training config with ``model.arch=fcrn-lite`` (stride 32, the
+  paper's loss, SGD), batch 16: the figure of the README's results table;
+* ``fcrn-dense/4``, ``fcrn-dense/8``: the fcrn-dense arm of the issue #14 A/B
+  (``ab_dense.DENSE``: logit confidence, BCE + OHEM + IoU + dice loss, AdamW) at output stride
+  4 and 8, batch 8 as in ``training/ab_dense/common.yaml``.  Dense targets are encoded in the
+  loader workers, as in training.
+
+``--batch-size`` sets one batch size for every arm (e.g. 8 to compare them at the A/B's batch).
+
+Each arm is measured for two data sources, with the same loop as ``synthloc train``
+(``Trainer.train_step``; DataLoader workers doing decode/synthesis, augmentation and target
+encoding; the optimiser step on the model):
 
 * shards written by ``synthloc synth`` (rendered once here into a temporary folder unless
   --shards is given);
@@ -13,6 +25,7 @@ bound) and each source's data pipeline alone (data bound).  Medians over timed s
 (and over --repeats fresh runs).
 
     .venv/bin/python benchmarks/train_speed.py [--steps 20] [--workers 2] [--shards DIR]
+    .venv/bin/python benchmarks/train_speed.py --arms fcrn-lite fcrn-dense/4 --batch-size 8
 """
 
 from __future__ import annotations
@@ -22,24 +35,41 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from ab_dense import DENSE  # benchmarks/ab_dense.py: the A/B's fcrn-dense arm
 
 SHARED_BACKGROUNDS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "backgrounds"
 SHARED_TEXT = SHARED_BACKGROUNDS.parent / "text"
 
 
-def _config(source: str, path: str, args: argparse.Namespace) -> Any:
+@dataclass(frozen=True)
+class Arm:
+    """A training configuration to time: ``--set`` overrides and its usual batch size."""
+
+    overrides: tuple[str, ...]
+    batch_size: int
+
+
+ARMS = {
+    "fcrn-lite": Arm(("model.arch=fcrn-lite",), 16),
+    "fcrn-dense/4": Arm((*DENSE, "model.stride=4"), 8),
+    "fcrn-dense/8": Arm((*DENSE, "model.stride=8"), 8),
+}
+
+
+def _config(arm: Arm, batch_size: int, source: str, path: str, args: argparse.Namespace) -> Any:
     from synthloc.train_config import load_config
 
     overrides = [
-        f"batch_size={args.batch_size}",
+        f"batch_size={batch_size}",
         f"data.workers={args.workers}",
         f"data.augment.size={args.size}",
         f"data.sources=[{{kind: {source}, path: '{path}'}}]",
-        "model.arch=fcrn-lite",
+        *arm.overrides,
         "device=cpu",
         f"channels_last={'false' if args.no_channels_last else 'true'}",
     ]
@@ -85,7 +115,8 @@ def _time_training(config: Any, args: argparse.Namespace) -> tuple[float, float]
         data_times.append(time.perf_counter() - start)
     for _ in data_iter:
         pass
-    return _median_rate(step_times, args.batch_size), _median_rate(data_times, args.batch_size)
+    batch = config.batch_size
+    return _median_rate(step_times, batch), _median_rate(data_times, batch)
 
 
 def _repeated(config: Any, args: argparse.Namespace) -> tuple[float, float]:
@@ -98,7 +129,7 @@ def _repeated(config: Any, args: argparse.Namespace) -> tuple[float, float]:
 
 
 def _time_compute(config: Any, args: argparse.Namespace) -> float:
-    """Model forward + backward + SGD step on one fixed random batch (images/s)."""
+    """Model forward + backward + optimiser step on one fixed random batch (images/s)."""
     from synthloc.model import FCRNLoss, build_model
     from synthloc.train import build_optimizer
 
@@ -107,11 +138,14 @@ def _time_compute(config: Any, args: argparse.Namespace) -> float:
     model = build_model(config.model).train().to(memory_format=memory_format)
     optimizer = build_optimizer(model, config.optim)
     loss_fn = FCRNLoss(config.loss)
-    images = torch.rand(args.batch_size, 3, args.size, args.size)
+    batch = config.batch_size
+    images = torch.rand(batch, 3, args.size, args.size)
     images = images.contiguous(memory_format=memory_format)
-    cells = args.size // config.model.stride
-    target = torch.zeros(args.batch_size, 7, cells, cells)
-    positive = torch.zeros(args.batch_size, cells, cells, dtype=torch.bool)
+    # The output grid of this input (fcrn-dense pads to a multiple of 32 first).
+    with torch.no_grad():
+        grid_hw = model(images[:1]).shape[2:]
+    target = torch.zeros(batch, 7, *grid_hw)
+    positive = torch.zeros(batch, *grid_hw, dtype=torch.bool)
     positive[:, 2, 3] = True
     ignore = torch.zeros_like(positive)
     times = []
@@ -124,7 +158,7 @@ def _time_compute(config: Any, args: argparse.Namespace) -> float:
         optimizer.step()
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
-    return _median_rate(times, args.batch_size)
+    return _median_rate(times, batch)
 
 
 def _make_shards(folder: Path, count: int, backgrounds: Path | None) -> None:
@@ -138,12 +172,60 @@ def _make_shards(folder: Path, count: int, backgrounds: Path | None) -> None:
     )  # fmt: skip
 
 
+def _measure_arm(
+    name: str, shards: Path, backgrounds: Path | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Model step, shards and on-the-fly figures of one arm (printed as they come)."""
+    arm = ARMS[name]
+    batch = args.batch_size or arm.batch_size
+    print(
+        f"{name}, {args.size}x{args.size}, batch {batch}, {args.threads} torch "
+        f"threads, {args.workers} loader workers, median of {args.steps} steps"
+    )
+    figures: dict[str, Any] = {"batch_size": batch}
+    base = _config(arm, batch, "synth", str(backgrounds or ""), args)
+    compute_rate = _time_compute(base, args)
+    figures["model_step"] = {"images_per_s": compute_rate}
+    print(f"model step only (fixed batch):  {compute_rate:6.1f} images/s")
+    train_rate, data_rate = _repeated(_config(arm, batch, "shards", str(shards), args), args)
+    figures["shards"] = {"images_per_s": train_rate, "data_images_per_s": data_rate}
+    print(f"from shards:          training {train_rate:6.1f} images/s", end="")
+    print(f"   data alone {data_rate:6.1f}")
+    if not args.skip_synth:
+        train_rate, data_rate = _repeated(base, args)
+        figures["synth"] = {"images_per_s": train_rate, "data_images_per_s": data_rate}
+        print(f"on-the-fly synthesis: training {train_rate:6.1f} images/s", end="")
+        print(f"   data alone {data_rate:6.1f}")
+    return figures
+
+
+def _summary(arms: dict[str, dict[str, Any]]) -> None:
+    """One table of every arm's training images/s (data-alone rate in brackets)."""
+
+    def cell(figures: dict[str, Any], source: str) -> str:
+        if source not in figures:
+            return f"{'-':>20}"
+        row = figures[source]
+        return f"{row['images_per_s']:>9.1f} ({row['data_images_per_s']:>7.1f})"
+
+    print(f"\n{'arm':<14}{'batch':>6}{'model step':>12}{'shards (data)':>20}{'synth (data)':>20}")
+    for name, figures in arms.items():
+        print(
+            f"{name:<14}{figures['batch_size']:>6}{figures['model_step']['images_per_s']:>12.1f}"
+            f"{cell(figures, 'shards')}{cell(figures, 'synth')}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1, help="runs per source (median)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--batch-size", type=int, default=None,
+        help="one batch size for every arm (default: fcrn-lite 16, fcrn-dense 8)",
+    )  # fmt: skip
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
@@ -154,18 +236,14 @@ def main() -> None:
     parser.add_argument("--no-channels-last", action="store_true", help="NCHW model and batches")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    figures: dict[str, dict[str, float]] = {}
+    for option in ("steps", "repeats", "batch_size"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     torch.set_num_threads(args.threads)
     backgrounds = args.backgrounds or (SHARED_BACKGROUNDS if SHARED_BACKGROUNDS.is_dir() else None)
 
-    print(
-        f"fcrn-lite, {args.size}x{args.size}, batch {args.batch_size}, {args.threads} torch "
-        f"threads, {args.workers} loader workers, median of {args.steps} steps"
-    )
-    base = _config("synth", str(backgrounds or ""), args)
-    compute_rate = _time_compute(base, args)
-    figures["model_step"] = {"images_per_s": compute_rate}
-    print(f"model step only (fixed batch):  {compute_rate:6.1f} images/s")
+    arms: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         shards = args.shards
         if shards is None:
@@ -174,17 +252,24 @@ def main() -> None:
             _make_shards(shards, args.shard_count, backgrounds)
             elapsed = time.perf_counter() - start
             print(f"(rendered {args.shard_count} shard samples in {elapsed:.0f} s, 2 processes)")
-        train_rate, data_rate = _repeated(_config("shards", str(shards), args), args)
-        figures["shards"] = {"images_per_s": train_rate, "data_images_per_s": data_rate}
-        print(f"from shards:          training {train_rate:6.1f} images/s", end="")
-        print(f"   data alone {data_rate:6.1f}")
-    if not args.skip_synth:
-        train_rate, data_rate = _repeated(base, args)
-        figures["synth"] = {"images_per_s": train_rate, "data_images_per_s": data_rate}
-        print(f"on-the-fly synthesis: training {train_rate:6.1f} images/s", end="")
-        print(f"   data alone {data_rate:6.1f}")
+        for name in args.arms:
+            arms[name] = _measure_arm(name, shards, backgrounds, args)
+    _summary(arms)
     if args.json is not None:
-        args.json.write_text(json.dumps(figures, indent=2))
+        record: dict[str, Any] = {
+            "size": args.size,
+            "threads": args.threads,
+            "workers": args.workers,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "arms": arms,
+        }
+        # The fcrn-lite figures also at the top level, where report.py and older results read
+        # them.
+        for key in ("model_step", "shards", "synth"):
+            if key in arms.get("fcrn-lite", {}):
+                record[key] = arms["fcrn-lite"][key]
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":
