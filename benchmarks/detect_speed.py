@@ -1,11 +1,16 @@
 """End-to-end detection throughput on 1280x720 photos, PyTorch vs onnxruntime vs RapidOCR.
 
-"End to end" is image file -> word quads: JPEG decoding, resizing, the network, decoding and
-rotated NMS (``Detector.detect_paths``). Both of our backends run at ``--threads`` threads
-(torch intra-op threads; onnxruntime ``intra_op_num_threads``). When ``rapidocr_onnxruntime``
-is importable (the optional ``bench`` extra), its text detector alone (PP-OCR DBNet, its
-default settings: shortest side 736) runs on the same files with the same thread count, file
-decoding included, and the ratio ours / theirs is printed. Runs are interleaved across
+"End to end" is image file -> word quads: JPEG decoding, resizing, the network, decoding (the
+grid decoder of fcrn/fcrn-lite or the dense decoder of fcrn-dense, as the model file says)
+and rotated NMS (``Detector.detect_paths``).  The model runs at its stored detection setting
+(``--preset``: the scales, threshold and minimum size that ``tune_detect.py`` wrote into the
+model file, else the library defaults); ``--scales`` overrides the scales.
+
+Both of our backends run at ``--threads`` threads (torch intra-op threads; onnxruntime
+``intra_op_num_threads``). When ``rapidocr_onnxruntime`` is importable (the optional ``bench``
+extra), its text detector alone (PP-OCR DBNet, its default settings: shortest side 736) runs
+on the same files with the same thread count, file decoding included, and the ratio ours /
+theirs is printed. Runs are interleaved across
 engines so that load from other processes hits them alike; figures are medians of
 ``--repeats`` passes over all images (the best pass is shown too: on a shared machine it is
 the least disturbed one; check the printed load average).
@@ -13,6 +18,7 @@ the least disturbed one; check the printed load average).
     .venv/bin/python benchmarks/detect_speed.py                  # ../shared icdar2015_dev
     .venv/bin/python benchmarks/detect_speed.py --images DIR --count 50 --repeats 5
     .venv/bin/python benchmarks/detect_speed.py --model runs/exp/best.pt --json speed.json
+    .venv/bin/python benchmarks/detect_speed.py --model data/runs/ab_dense/dense-imagenet/model.pt
 
 On a machine shared with other busy processes, PyTorch's OpenMP threads spin-wait and its
 figures swing by up to 10x between passes; ``OMP_WAIT_POLICY=PASSIVE`` (set in the
@@ -41,6 +47,7 @@ import numpy as np
 import torch
 
 from synthloc.detect import (
+    PRESETS,
     Detector,
     NoDefaultModelError,
     default_model_path,
@@ -108,6 +115,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", type=Path, default=None, help="synthloc model file (.pt)")
     parser.add_argument("--scales", type=float, nargs="+", default=None)
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default="default",
+        help="which detection setting stored in the model file to run",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     parser.add_argument("--no-rapidocr", action="store_true", help="skip the RapidOCR baseline")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -143,14 +154,19 @@ def main() -> int:
         engines: dict[str, Callable[[list[Path]], int]] = {}
         detectors = {}
         for backend in ("torch", "onnxruntime"):
-            detector = Detector.load(
-                model_path,
-                scales=args.scales,
-                backend=backend,
-                device="cpu",
-                num_threads=args.threads,
-                batch_size=args.batch_size,
-            )
+            try:
+                detector = Detector.load(
+                    model_path,
+                    scales=args.scales,
+                    preset=args.preset,
+                    backend=backend,
+                    device="cpu",
+                    num_threads=args.threads,
+                    batch_size=args.batch_size,
+                )
+            except (FileNotFoundError, ValueError) as error:  # missing/corrupt file, no preset
+                print(f"error: {error}", file=sys.stderr)
+                return 1
             detectors[backend] = detector
 
             def run(batch: list[Path], detector: Detector = detector) -> int:
@@ -163,10 +179,17 @@ def main() -> int:
 
         first = cv2.imread(str(paths[0]))
         h, w = first.shape[:2]
-        scales = detectors["torch"].scales
+        setting = detectors["torch"]
+        scales = setting.scales
         inputs = ", ".join(f"{b}x{a}" for a, b in (resized_size(h, w, s) for s in scales))
+        decoder = "dense (fcrn-dense)" if setting.dense else "grid"
         print(f"images: {len(paths)} from {source} (first is {w}x{h})")
         print(f"model: {model_note}; scales {list(scales)} -> input {inputs}")
+        print(
+            f"setting ({args.preset} preset): {decoder} decoder, stride {setting.stride}, "
+            f"{setting.confidence} confidence, threshold {setting.threshold:g}, "
+            f"min size {setting.min_size:g}, NMS IoU {setting.nms_iou:g}"
+        )
         print(f"threads: {args.threads}; passes: {args.repeats} (median reported)")
         print(f"torch {torch.__version__}, load average {_load()}")
 
@@ -211,6 +234,12 @@ def main() -> int:
             "source": source,
             "model": model_note,
             "scales": list(scales),
+            "preset": args.preset,
+            "decoder": "dense" if setting.dense else "grid",
+            "stride": setting.stride,
+            "threshold": setting.threshold,
+            "min_size": setting.min_size,
+            "nms_iou": setting.nms_iou,
             "threads": args.threads,
             "repeats": args.repeats,
             "results": results,
