@@ -1,0 +1,84 @@
+"""The speed benchmarks' arms and tables (benchmarks/*_speed.py, report.py), at toy sizes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def _script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # Scripts import their neighbours (train_speed imports ab_dense), as when run directly.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_model_speed_sizes_and_dense_variants(monkeypatch: pytest.MonkeyPatch) -> None:
+    model_speed = _script("model_speed", monkeypatch)
+    assert model_speed.parse_size("1280x720") == (1280, 720)
+    assert model_speed.parse_size("512") == (512, 512)
+    for bad in ("12x", "0x10", "axb"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            model_speed.parse_size(bad)
+    lite = model_speed.measure(model_speed.VARIANTS["fcrn-lite"], 96, 64, 1, True)
+    dense4 = model_speed.measure(model_speed.VARIANTS["fcrn-dense/4"], 96, 64, 1, True)
+    dense8 = model_speed.measure(model_speed.VARIANTS["fcrn-dense/8"], 96, 64, 1, True)
+    assert dense4["params_m"] > lite["params_m"]
+    # The stride-4 pyramid has one more merge level than stride 8: more compute.
+    assert dense4["gflops"] > dense8["gflops"] > 0
+    assert dense4["images_per_s"] == pytest.approx(1000 / dense4["median_ms"])
+
+
+def test_train_speed_arms_are_valid_training_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    train_speed = _script("train_speed", monkeypatch)
+    args = argparse.Namespace(workers=0, size=128, no_channels_last=False)
+    expected = {"fcrn-lite": (32, 16), "fcrn-dense/4": (4, 8), "fcrn-dense/8": (8, 8)}
+    assert set(train_speed.ARMS) == set(expected)
+    for name, (stride, batch) in expected.items():
+        arm = train_speed.ARMS[name]
+        assert arm.batch_size == batch
+        config = train_speed._config(arm, arm.batch_size, "shards", "/nowhere", args)
+        assert config.model.arch == name.split("/")[0]
+        assert config.model.stride == stride
+        assert config.batch_size == batch
+        assert config.data.augment.size == 128
+    dense = train_speed._config(train_speed.ARMS["fcrn-dense/4"], 8, "shards", "/x", args)
+    # The A/B's dense arm, not the default (paper) loss.
+    assert dense.model.confidence == "logit"
+    assert dense.loss.conf_loss == "bce"
+    assert dense.optim.name == "adamw"
+
+
+def test_report_table_lists_every_training_arm(monkeypatch: pytest.MonkeyPatch) -> None:
+    report = _script("report", monkeypatch)
+    results = json.loads((BENCHMARKS / "results.json").read_text())
+    old_rows = [line for line in report.table(results).splitlines() if "| training," in line]
+    # Results written before the dense arms: fcrn-lite at the top level, batch 16.
+    assert old_rows and all("fcrn-lite, 384x384, batch 16" in line for line in old_rows)
+    lite = {"batch_size": 16, "model_step": {"images_per_s": 50.0}}
+    lite["shards"] = {"images_per_s": 30.0, "data_images_per_s": 300.0}
+    dense = {"batch_size": 8, "model_step": {"images_per_s": 9.0}}
+    dense["shards"] = {"images_per_s": 7.5, "data_images_per_s": 200.0}
+    results["train_speed"] = {
+        "size": 384,
+        "threads": 2,
+        "arms": {"fcrn-lite": lite, "fcrn-dense/4": dense},
+    }
+    rows = [line for line in report.table(results).splitlines() if "| training," in line]
+    assert rows == [
+        "| training, fcrn-lite, 384x384, batch 16, 2 threads, from shards | 30.0 images/s |",
+        "| training, fcrn-dense/4, 384x384, batch 8, 2 threads, from shards | 7.5 images/s |",
+    ]
