@@ -114,25 +114,11 @@ def encode_sample(
     valid_hw = (int(sample.image.shape[0]), int(sample.image.shape[1]))
     image = pad_to_stride(sample.image, stride if dense_shrink is None else PAD_MULTIPLE)
     image_hw = (int(image.shape[0]), int(image.shape[1]))
+    words = (sample.word_quads, sample.ignore, image_hw, stride, valid_hw, min_size)
     if dense_shrink is None:
-        grid = encode_targets(
-            sample.word_quads,
-            sample.ignore,
-            image_hw=image_hw,
-            stride=stride,
-            valid_hw=valid_hw,
-            min_size=min_size,
-        )
+        grid = encode_targets(*words)
     else:
-        grid = encode_dense_targets(
-            sample.word_quads,
-            sample.ignore,
-            image_hw=image_hw,
-            stride=stride,
-            valid_hw=valid_hw,
-            min_size=min_size,
-            shrink=dense_shrink,
-        )
+        grid = encode_dense_targets(*words, shrink=dense_shrink)
     return EncodedSample(
         image=image,
         target=np.asarray(grid.target, np.float32),

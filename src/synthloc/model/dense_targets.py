@@ -37,7 +37,13 @@ import numpy as np
 import torch
 
 from synthloc.geometry import quad_to_rbox, rbox_to_quad
-from synthloc.model.targets import NUM_CHANNELS, GridTargets, _cell_range, _cells_touched
+from synthloc.model.targets import (
+    NUM_CHANNELS,
+    GridTargets,
+    _cell_range,
+    _cells_touched,
+    prepare_encoding,
+)
 
 DEFAULT_SHRINK = 0.3
 # Smallest side distance encoded (pixels): a cell centre on a side would give log(0).
@@ -59,32 +65,13 @@ def encode_dense_targets(
     ``image_hw`` is the (padded) input size: the grid is ``ceil(H / stride) x ceil(W / stride)``;
     ``valid_hw`` the real image inside it (top-left aligned).  See the module docstring.
     """
-    quads = np.asarray(word_quads, dtype=np.float64)
-    if quads.size == 0:
-        quads = quads.reshape(0, 4, 2)
-    if quads.ndim != 3 or quads.shape[1:] != (4, 2):
-        raise ValueError(f"word_quads must be [N, 4, 2], got shape {quads.shape}")
-    flags = np.asarray(ignore, dtype=bool).reshape(-1)
-    if len(flags) != len(quads):
-        raise ValueError(f"{len(flags)} ignore flags for {len(quads)} word quads")
-    if not np.all(np.isfinite(quads)):
-        raise ValueError("word_quads contain NaN or infinite coordinates")
-    if stride <= 0:
-        raise ValueError(f"stride must be positive, got {stride}")
     if not 0.0 <= shrink < 0.5:
         raise ValueError(f"shrink must be in [0, 0.5), got {shrink}")
-    height, width = int(image_hw[0]), int(image_hw[1])
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image_hw must be positive, got {image_hw}")
-    hc, wc = -(-height // stride), -(-width // stride)
-    valid_h, valid_w = (height, width) if valid_hw is None else (int(valid_hw[0]), int(valid_hw[1]))
-    valid_h, valid_w = min(valid_h, height), min(valid_w, width)
-
-    target = np.zeros((NUM_CHANNELS, hc, wc), dtype=np.float32)
-    positive = np.zeros((hc, wc), dtype=bool)
-    ignored = np.zeros((hc, wc), dtype=bool)
-    ignored[min(hc, -(-valid_h // stride)) :, :] = True
-    ignored[:, min(wc, -(-valid_w // stride)) :] = True
+    quads, flags, grid, (valid_h, valid_w) = prepare_encoding(
+        word_quads, ignore, image_hw, stride, valid_hw
+    )
+    target, positive, ignored = grid
+    hc, wc = positive.shape
     if len(quads) == 0:
         return GridTargets(target, positive, ignored)
 

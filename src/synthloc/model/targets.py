@@ -132,22 +132,25 @@ def _cell_coverage(
     return rows, cols, fraction
 
 
-def encode_targets(
+class _Prepared(NamedTuple):
+    quads: np.ndarray
+    flags: np.ndarray
+    grid: GridTargets
+    valid_hw: tuple[int, int]
+
+
+def prepare_encoding(
     word_quads: np.ndarray,
     ignore: np.ndarray,
     image_hw: tuple[int, int],
     stride: int,
-    valid_hw: tuple[int, int] | None = None,
-    min_size: float = 6.0,
-    ignore_covered: float | None = None,
-) -> GridTargets:
-    """Encode word quads ``float [N, 4, 2]`` (pixels) and flags ``bool [N]`` into grid targets.
+    valid_hw: tuple[int, int] | None,
+) -> _Prepared:
+    """Checked inputs of an encoder and its empty grid (padding cells already ignored).
 
-    ``image_hw`` is the (possibly padded) input size, giving ``Hc = ceil(H / stride)``;
-    ``valid_hw`` the real image inside it (top-left aligned), default all of it.
-    ``ignore_covered``: if set (e.g. 0.5), negative cells covered by a trained word's box to
-    at least that fraction are ignored instead of negative.  See the module docstring for the
-    full rules.  Raises ``ValueError`` on malformed or non-finite input.
+    Returns quads float64 ``[N, 4, 2]``, flags bool ``[N]``, empty ``GridTargets`` of
+    ``ceil(H / stride) x ceil(W / stride)`` cells and the valid size clipped to the image.
+    Raises ``ValueError`` on malformed or non-finite input.
     """
     quads = np.asarray(word_quads, dtype=np.float64)
     if quads.size == 0:
@@ -169,12 +172,35 @@ def encode_targets(
     valid_h, valid_w = min(valid_h, height), min(valid_w, width)
     valid_rows = min(hc, -(-valid_h // stride))
     valid_cols = min(wc, -(-valid_w // stride))
-
     target = np.zeros((NUM_CHANNELS, hc, wc), dtype=np.float32)
     positive = np.zeros((hc, wc), dtype=bool)
     ignored = np.zeros((hc, wc), dtype=bool)
     ignored[valid_rows:, :] = True
     ignored[:, valid_cols:] = True
+    return _Prepared(quads, flags, GridTargets(target, positive, ignored), (valid_h, valid_w))
+
+
+def encode_targets(
+    word_quads: np.ndarray,
+    ignore: np.ndarray,
+    image_hw: tuple[int, int],
+    stride: int,
+    valid_hw: tuple[int, int] | None = None,
+    min_size: float = 6.0,
+    ignore_covered: float | None = None,
+) -> GridTargets:
+    """Encode word quads ``float [N, 4, 2]`` (pixels) and flags ``bool [N]`` into grid targets.
+
+    ``image_hw`` is the (possibly padded) input size, giving ``Hc = ceil(H / stride)``;
+    ``valid_hw`` the real image inside it (top-left aligned), default all of it.
+    ``ignore_covered``: if set (e.g. 0.5), negative cells covered by a trained word's box to
+    at least that fraction are ignored instead of negative.  See the module docstring for the
+    full rules.  Raises ``ValueError`` on malformed or non-finite input.
+    """
+    quads, flags, grid, valid_hw = prepare_encoding(word_quads, ignore, image_hw, stride, valid_hw)
+    target, positive, ignored = grid
+    hc, wc = positive.shape
+    valid_h, valid_w = valid_hw
     if len(quads) == 0:
         return GridTargets(target, positive, ignored)
 
