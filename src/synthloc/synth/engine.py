@@ -219,6 +219,21 @@ class SceneRenderer:
             name="",
         )
 
+    def _free_canvas(
+        self, image: np.ndarray, region: Region, occupied: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The free part of ``region`` rectified by a random homography of the region: the
+        canvas mask (uint8) and the canvas-to-image homography; None if too small."""
+        h, w = image.shape[:2]
+        available = region.mask & ~occupied
+        rows = np.flatnonzero(available.any(axis=1))
+        if len(rows) < self.config.min_font_px:
+            return None
+        cols = np.flatnonzero(available.any(axis=0))
+        homography = self._homography(region, rng)
+        bounds = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        return _rectify(available, bounds, homography, h * w)
+
     def _homography(self, region: Region, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
         if region.plane is not None:
@@ -287,15 +302,7 @@ class SceneRenderer:
         illegible: tiny, faint text whose words are labelled "###" (don't care).
         """
         cfg = self.config
-        h, w = image.shape[:2]
-        available = region.mask & ~occupied
-        rows = np.flatnonzero(available.any(axis=1))
-        if len(rows) < cfg.min_font_px:
-            return None
-        cols = np.flatnonzero(available.any(axis=0))
-        homography = self._homography(region, rng)
-        bounds = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-        canvas = _rectify(available, bounds, homography, h * w)
+        canvas = self._free_canvas(image, region, occupied, rng)
         if canvas is None:
             return None
         canvas_mask, to_image = canvas
@@ -526,14 +533,7 @@ class SceneRenderer:
         the same way: the paste's seams then say nothing about text. None if nothing fits."""
         cfg = self.config
         h, w = image.shape[:2]
-        available = region.mask & ~occupied
-        rows = np.flatnonzero(available.any(axis=1))
-        if len(rows) < cfg.min_font_px:
-            return None
-        cols = np.flatnonzero(available.any(axis=0))
-        homography = self._homography(region, rng)
-        bounds = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-        canvas = _rectify(available, bounds, homography, h * w)
+        canvas = self._free_canvas(image, region, occupied, rng)
         if canvas is None:
             return None
         canvas_mask, to_image = canvas
