@@ -68,7 +68,7 @@ TUNING: dict[str, dict[str, list[str]]] = {
         "min_sizes": ["12"],
     },
     "dense": {
-        "single": ["1.0", "1.5"],
+        "single": ["0.75", "1.0", "1.5"],
         "multi": ["0.75,1.0,1.5", "1.0,1.5"],
         "thresholds": ["0.5", "0.7", "0.9"],
         "min_sizes": ["0", "8"],
