@@ -245,6 +245,14 @@ def test_backgrounds_flagged_with_text_are_skipped(tmp_path: Path) -> None:
     assert photos_with_text(tmp_path) == {"b.png", "sub/c.png"}
     assert [p.name for p in list_backgrounds(tmp_path)] == ["a.png"]
     assert len(list_backgrounds(tmp_path, skip_text=False)) == 3
+    # The engine skips them by default; its paper configuration keeps every photo, so that
+    # SynthConfig(paper=True) draws the backgrounds the original engine drew for a seed.
+    from synthloc.synth.sourcing import background_source
+
+    default = background_source(tmp_path, skip_text=SynthConfig().skip_text_backgrounds)
+    paper = background_source(tmp_path, skip_text=SynthConfig(paper=True).skip_text_backgrounds)
+    assert default is not None and paper is not None
+    assert len(default.names) == 1 and len(paper.names) == 3
 
 
 def _word_crop_folder(folder: Path) -> None:

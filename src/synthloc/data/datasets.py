@@ -267,6 +267,7 @@ class OnTheFlySynthesis:
                 None if backgrounds is None else Path(backgrounds),
                 None if depth is None else Path(depth),
                 None if seg is None else Path(seg),
+                skip_text=config.skip_text_backgrounds,
             )
         except SynthError as error:
             raise ValueError(str(error)) from error

@@ -30,6 +30,7 @@ PAPER_SETTINGS: dict[str, Any] = {
     "p_no_text": 0.0,
     "max_illegible": 0,
     "p_sprite": 0.0,
+    "skip_text_backgrounds": False,
 }
 
 
@@ -140,6 +141,10 @@ class SynthConfig:
     # non-text crops as distractors; folder of word_N.png + coords.txt + gt.txt. Off by default.
     p_sprite: float = 0.0
     sprite_dir: str | None = None
+    # Leave out background photos that a folder's manifest.tsv flags as carrying real text
+    # (its OCR column): their unannotated words would be negatives. Off in the paper's config,
+    # whose background list is every photo of the folder.
+    skip_text_backgrounds: bool = True
 
     def __post_init__(self) -> None:
         if self.paper:

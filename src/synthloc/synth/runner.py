@@ -266,7 +266,7 @@ def synthesize(
     _check_arguments(count, seed, workers, fmt, preview, shard_size, image_format, attempts)
     check_config(config)
     store = _open_store(out, fmt)
-    source = background_source(backgrounds, depth, seg)
+    source = background_source(backgrounds, depth, seg, config.skip_text_backgrounds)
     identity: dict[str, Any] = {
         "seed": seed,
         "count": count,

@@ -158,9 +158,14 @@ def open_loader(
 
 
 def background_source(
-    backgrounds: Path | None, depth: Path | None = None, seg: Path | None = None
+    backgrounds: Path | None,
+    depth: Path | None = None,
+    seg: Path | None = None,
+    skip_text: bool = True,
 ) -> BackgroundSource | None:
     """Resolve ``--backgrounds`` (folder or dset.h5) and pair ``--depth`` / ``--seg`` maps.
+
+    ``skip_text``: leave out photos that the folder's manifest.tsv flags as carrying text.
 
     None for the procedural default. Raises :class:`SynthError` for a missing or empty folder,
     an unreadable dset.h5, a source in which no background can be read, a map folder that is
@@ -203,7 +208,7 @@ def background_source(
             )
         map_dirs[kind] = resolved
     try:
-        files = list_backgrounds(path, exclude=map_dirs.values())
+        files = list_backgrounds(path, exclude=map_dirs.values(), skip_text=skip_text)
     except BackgroundError as exc:
         raise SynthError(f"backgrounds: {exc}") from exc
     if not files:
