@@ -157,6 +157,9 @@ class DaskExecutor:
 
     def _close_cluster(self) -> None:
         if self._cluster is not None:
+            # We are shutting the workers down on purpose: a nanny that has to kill a busy
+            # worker ("still alive after 4.0 seconds, killing") is not news to the user.
+            self._log.setLevel(logging.ERROR)
             self._cluster.close()
             self._cluster = None
 
