@@ -19,6 +19,8 @@ VERBS: dict[str, str] = {
     "detect": "detect words in images (multi-scale, rotated NMS) and write ICDAR results",
     "eval": "score detections against ground truth (ICDAR 2015 IoU or ICDAR 2013 DetEval)",
     "export": "export a trained detector to ONNX (BatchNorm folded, dynamic size)",
+    "verifier-data": "make the second-stage verifier's training crops (hard negatives included)",
+    "train-verifier": "train the second-stage verifier that filters and refines detections",
     "demo": "synthesize, detect and evaluate on the embedded default; write a visual report",
 }
 
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"synthloc {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb, summary in VERBS.items():
-        module = importlib.import_module(f"synthloc.commands.{verb}")
+        module = importlib.import_module(f"synthloc.commands.{verb.replace('-', '_')}")
         verb_parser = sub.add_parser(
             verb,
             help=summary,
