@@ -65,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
         "detector_threshold": args.detector_threshold,
         "real_words": args.real_words,
     }
-    sets = [f"{key}={value!s}" for key, value in flags.items() if value is not None]
+    sets = [
+        f"{key}={_quote(value) if isinstance(value, str) else value}"
+        for key, value in flags.items()
+        if value is not None
+    ]
     try:
         config = load_dataclass_config(VerifierDataConfig, args.config, sets + list(args.overrides))
     except ValueError as error:
@@ -79,3 +83,8 @@ def run(args: argparse.Namespace) -> int:
     shown = ", ".join(f"{key} {value}" for key, value in counts.items() if value)
     print(f"synthloc verifier-data: {shown or 'no samples'}; data in {args.out}")
     return 0
+
+
+def _quote(text: str) -> str:
+    """A YAML double-quoted scalar (paths may hold ':' or '#')."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

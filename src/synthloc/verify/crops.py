@@ -107,11 +107,13 @@ _TO_CENTRE = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
 
 
 def rectify(
-    image: np.ndarray, quads: np.ndarray, context: float
+    image: np.ndarray, quads: np.ndarray, context: float, *, replicate_border: bool = False
 ) -> tuple[np.ndarray, Rectification]:
     """Crops uint8 ``[K, 32, 128, 3]`` of ``quads`` ``[K, 4, 2]`` in ``image`` (uint8
-    ``[H, W, 3]``), with their :class:`Rectification`. Pixels outside the image, and the
-    padding that keeps the aspect ratio, are black."""
+    ``[H, W, 3]``), with their :class:`Rectification`. The padding that keeps the aspect
+    ratio is black; so are pixels outside the image, unless ``replicate_border`` (for tight
+    word crops, whose missing context would otherwise be a black frame that no detection in a
+    photo has)."""
     geometry = rectification(quads, context)
     k = len(geometry)
     crops = np.zeros((k, CROP_HEIGHT, CROP_WIDTH, 3), dtype=np.uint8)
@@ -124,7 +126,7 @@ def rectify(
             matrix,
             (CROP_WIDTH, CROP_HEIGHT),
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
+            borderMode=cv2.BORDER_REPLICATE if replicate_border else cv2.BORDER_CONSTANT,
             borderValue=(0, 0, 0),
         )
         x0, y0, x1, y1 = geometry.content[i]

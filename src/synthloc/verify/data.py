@@ -16,10 +16,12 @@ Where the samples come from (the paper's "multi-filt" stage, made from our own d
   when its IoU with the word is at least ``pos_iou``; the target takes it back to the word.
 * ``detector`` positives / ``hard`` negatives: a first-stage detector run with a low threshold
   on the synthetic images; candidates with IoU >= ``pos_iou`` to a word are positives
-  (target = that word), those with IoU < ``neg_iou`` to every word are negatives.
+  (target = that word), those with IoU < ``neg_iou`` to every word are negatives (unless
+  they hold most of a word: a box over two words is left out).
 * ``background`` negatives: random word-shaped quads on text-free backgrounds, and
   ``background_hard`` negatives: every first-stage detection on them.
-* ``real`` positives (optional): jittered quads of the ICDAR 2015 training word crops.
+* ``real`` positives (optional): jittered quads of the ICDAR 2015 training word crops
+  (outside the crop, its border is replicated: no black frame that marks real words).
 
 Determinism: shard ``i`` of a part draws from ``default_rng(SeedSequence([seed, part, i]))``
 and synthetic image ``j`` is ``OnTheFlySynthesis(..., seed)[j]``, so the same config gives the
@@ -40,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from synthloc.atomic import atomic_path, write_text_atomic
-from synthloc.geometry import iou_matrix
+from synthloc.geometry import iou_matrix, polygon_area
 from synthloc.verify.crops import CROP_SIZE, crop_offsets, rectify
 from synthloc.verify.model import CROP_HEIGHT, CROP_WIDTH
 
@@ -77,7 +79,11 @@ class VerifierDataConfig:
     detector: first-stage model file for detector positives and hard negatives ("" = none),
         run at ``detector_scales`` with ``detector_threshold`` (low: the candidates the
         two-stage detector will see); at most ``max_detections`` per image, best first.
-    real_words: an ICDAR word-crop folder (``coords.txt``) for real positives ("" = none).
+    real_words: an ICDAR word-crop folder (``coords.txt``) for real positives ("" = none);
+        the context the tight crops lack is filled by replicating their border.
+    pos_iou / neg_iou: candidates at or above ``pos_iou`` with a word are positives, those
+        below ``neg_iou`` with every word negatives, unless they hold ``neg_cover`` or more of
+        some word's area (a box over two words: left out, not a negative).
     """
 
     seed: int = 0
@@ -97,6 +103,7 @@ class VerifierDataConfig:
     real_per_word: int = 1
     pos_iou: float = 0.6
     neg_iou: float = 0.3
+    neg_cover: float = 0.5
     jitter: JitterConfig = field(default_factory=JitterConfig)
     images_per_shard: int = 32
 
@@ -145,12 +152,13 @@ class ShardBuilder:
         context: float,
         targets: np.ndarray | None = None,
         ious: np.ndarray | None = None,
+        replicate_border: bool = False,
     ) -> None:
         """Rectify ``candidates`` [K, 4, 2] from ``image``; positives when ``targets`` (their
         words, [K, 4, 2]) are given, negatives otherwise. Degenerate candidates are dropped."""
         if len(candidates) == 0:
             return
-        crops, geometry = rectify(image, candidates, context)
+        crops, geometry = rectify(image, candidates, context, replicate_border=replicate_border)
         keep = geometry.valid
         if targets is not None:
             offsets = crop_offsets(geometry, targets)
@@ -287,7 +295,13 @@ def _split_detections(
     best = iou.argmax(axis=1)
     best_iou = iou.max(axis=1)
     positive = best_iou >= config.pos_iou
-    negative = best_iou < config.neg_iou
+    # A candidate that holds most of a word (e.g. one box over two words) is not a clean
+    # negative: it is text the verifier should not learn to reject. Left out.
+    area_d = np.abs(polygon_area(detected))[:, None]
+    area_w = np.abs(polygon_area(words))[None, :]
+    intersection = iou * (area_d + area_w) / (1.0 + iou)
+    covers_word = (intersection >= config.neg_cover * np.maximum(area_w, 1e-9)).any(axis=1)
+    negative = (best_iou < config.neg_iou) & ~covers_word
     return detected[positive], words[best[positive]], best_iou[positive], detected[negative]
 
 
@@ -403,7 +417,7 @@ def real_shard(
             skipped.append(f"{folder / name}: {error}")
             continue
         found, targets, ious = jittered_positives(quad[None], config.real_per_word, config, rng)
-        builder.add(image, found, "real", config.context, targets, ious)
+        builder.add(image, found, "real", config.context, targets, ious, replicate_border=True)
     return builder.arrays(), skipped
 
 
