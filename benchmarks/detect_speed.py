@@ -108,6 +108,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", type=Path, default=None, help="synthloc model file (.pt)")
     parser.add_argument("--scales", type=float, nargs="+", default=None)
+    parser.add_argument(
+        "--verifier",
+        type=Path,
+        default=None,
+        help="second-stage verifier file: time both stages (default: the shipped one with "
+        "the shipped model, if any)",
+    )
+    parser.add_argument("--no-verify", action="store_true", help="time the first stage only")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     parser.add_argument("--no-rapidocr", action="store_true", help="skip the RapidOCR baseline")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -150,6 +158,8 @@ def main() -> int:
                 device="cpu",
                 num_threads=args.threads,
                 batch_size=args.batch_size,
+                verifier=args.verifier,
+                verify=not args.no_verify,
             )
             detectors[backend] = detector
 
@@ -167,6 +177,8 @@ def main() -> int:
         inputs = ", ".join(f"{b}x{a}" for a, b in (resized_size(h, w, s) for s in scales))
         print(f"images: {len(paths)} from {source} (first is {w}x{h})")
         print(f"model: {model_note}; scales {list(scales)} -> input {inputs}")
+        verifier = detectors["torch"].verifier
+        print(f"verifier: {'none' if verifier is None else verifier.name}")
         print(f"threads: {args.threads}; passes: {args.repeats} (median reported)")
         print(f"torch {torch.__version__}, load average {_load()}")
 

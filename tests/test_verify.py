@@ -574,3 +574,10 @@ def test_train_verifier_config_errors_are_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nothing: no verifier data here" in err[0]
     assert not (tmp_path / "r").exists()
+    generate(_small_data_config(synth_images=0, context=0.4), tmp_path / "wide")
+    assert (
+        main(["train-verifier", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "wide")])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "wide: crops cut with context 0.4, but model.context is 0.25" in err

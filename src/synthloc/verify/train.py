@@ -296,6 +296,23 @@ def evaluate(
 _RESUME_PARTS = ("data", "kinds", "model", "seed", "batch_size", "val_fraction", "augment")
 
 
+def check_context(config: VerifierTrainConfig) -> None:
+    """ValueError naming the folder when its crops were cut with another context margin than
+    the model's (the detector cuts them with the model's)."""
+    from synthloc.verify.data import DATA_CONFIG, config_from_json
+
+    for name in config.data:
+        saved = Path(name) / DATA_CONFIG
+        if not saved.is_file():
+            continue  # load_data names the folder
+        context = config_from_json(saved.read_text(encoding="utf-8")).context
+        if context != config.model.context:
+            raise ValueError(
+                f"{name}: crops cut with context {context}, but model.context is "
+                f"{config.model.context}; set model.context={context} or remake the data"
+            )
+
+
 def fit_verifier(
     config: VerifierTrainConfig,
     out_dir: str | os.PathLike[str],
@@ -326,6 +343,7 @@ def fit_verifier(
                 )
     else:
         folder.check_new_run(overwrite)
+    check_context(config)
     data = load_data(config.data, config.kinds or None)  # fails before the folder is made
     train, val = split(data, config.val_fraction, config.seed)
     if len(train) == 0:
