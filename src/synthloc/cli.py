@@ -16,11 +16,11 @@ from synthloc import __version__
 VERBS: dict[str, str] = {
     "synth": "render synthetic scene-text images with exact word and character ground truth",
     "train": "train an FCRN detector on synthetic and/or real data (resumable)",
+    "verifier-data": "make the second-stage verifier's training crops (hard negatives included)",
+    "train-verifier": "train the second-stage verifier that filters and refines detections",
     "detect": "detect words in images (multi-scale, rotated NMS) and write ICDAR results",
     "eval": "score detections against ground truth (ICDAR 2015 IoU or ICDAR 2013 DetEval)",
     "export": "export a trained detector to ONNX (BatchNorm folded, dynamic size)",
-    "verifier-data": "make the second-stage verifier's training crops (hard negatives included)",
-    "train-verifier": "train the second-stage verifier that filters and refines detections",
     "demo": "synthesize, detect and evaluate on the embedded default; write a visual report",
 }
 

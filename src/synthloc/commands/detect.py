@@ -29,7 +29,8 @@ examples:
   synthloc detect data/icdar2015_dev --out preds/ --model runs/exp/best_model.pt --scales 512 1024
   synthloc detect images/ --out preds/ --model model.onnx --threads 2 --no-vis
   synthloc detect photos/ --out preds/ --preset multiscale --recursive
-  synthloc detect photos/ --out preds/ --model m.pt --verifier runs/verifier/best_model.pt
+  synthloc detect photos/ --out preds/ --model runs/exp/best_model.pt \\
+      --verifier runs/verifier/best_model.pt
 
 (`synthloc train --out runs/exp` writes the model files best_model.pt and model.pt; best.pt
 and last.pt there are training checkpoints for --resume, not model files.)
