@@ -13,7 +13,7 @@ Settings come from the defaults, then --config FILE.yaml, then the flags, then -
 examples:
   synthloc verifier-data --out data/verifier --config configs/verifier_data.yaml \\
       --detector src/synthloc/assets/models/default.pt \\
-      --synth-backgrounds ../shared/data/backgrounds \\
+      --synth-backgrounds ../shared/data/backgrounds --synth-corpus ../shared/data/text \\
       --negative-backgrounds ../shared/data/backgrounds
   synthloc verifier-data --out data/verifier_real \\
       --real-words ../shared/data/real/icdar2015_train_words \\
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of every random choice")
     parser.add_argument("--synth-images", type=int, help="synthetic scenes to render")
     parser.add_argument("--synth-backgrounds", metavar="DIR", help="photos to render text on")
+    parser.add_argument("--synth-corpus", metavar="PATH", help="text corpus file or folder")
     parser.add_argument("--background-images", type=int, help="text-free images for negatives")
     parser.add_argument(
         "--negative-backgrounds", metavar="DIR", help="text-free photos (default: procedural)"
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "synth_images": args.synth_images,
         "synth_backgrounds": args.synth_backgrounds,
+        "synth_corpus": args.synth_corpus,
         "background_images": args.background_images,
         "negative_backgrounds": args.negative_backgrounds,
         "detector": args.detector,

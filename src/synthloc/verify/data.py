@@ -73,9 +73,10 @@ class JitterConfig:
 class VerifierDataConfig:
     """What :func:`generate` makes (see the module docstring).
 
-    synth_images: synthetic scenes rendered (``synth_backgrounds`` "" = procedural default),
-        long side ``synth_size``. background_images: text-free images for negatives, drawn in
-        order from ``negative_backgrounds`` ("" = the engine's procedural backgrounds).
+    synth_images: synthetic scenes rendered (``synth_backgrounds`` "" = procedural default;
+        ``synth_corpus`` "" = the engine's embedded text), long side ``synth_size``.
+    background_images: text-free images for negatives, drawn in order from
+        ``negative_backgrounds`` ("" = the engine's procedural backgrounds).
     detector: first-stage model file for detector positives and hard negatives ("" = none),
         run at ``detector_scales`` with ``detector_threshold`` (low: the candidates the
         two-stage detector will see); at most ``max_detections`` per image, best first.
@@ -90,6 +91,7 @@ class VerifierDataConfig:
     context: float = 0.25
     synth_images: int = 400
     synth_backgrounds: str = ""
+    synth_corpus: str = ""
     synth_size: int = 512
     positives_per_word: int = 2
     background_images: int = 400
@@ -495,9 +497,10 @@ def generate(
     detect = first_stage(config, num_threads)
     backgrounds = _background_images(config) if config.background_images else (None, None)
     entries = read_word_crops(Path(config.real_words)) if config.real_words else []
-    source = OnTheFlySynthesis(
-        config.synth_backgrounds or None, SynthConfig(size=config.synth_size), config.seed
-    )
+    if config.synth_corpus and not Path(config.synth_corpus).exists():
+        raise FileNotFoundError(f"{config.synth_corpus}: text corpus (synth_corpus) not found")
+    synth_config = SynthConfig(size=config.synth_size, corpus=config.synth_corpus or None)
+    source = OnTheFlySynthesis(config.synth_backgrounds or None, synth_config, config.seed)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(saved, text)
 
