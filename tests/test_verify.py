@@ -251,6 +251,21 @@ def test_real_word_crops_add_positives_and_bad_files_are_counted(tmp_path: Path)
     assert counts["real"] == 3 and counts["skipped"] == 1
 
 
+def test_verifier_data_cli_names_a_missing_input_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from synthloc.cli import main
+
+    out = tmp_path / "data"
+    args = ["verifier-data", "--out", str(out), "--no-progress"]
+    assert main([*args, "--detector", str(tmp_path / "missing.pt")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.pt" in err[0] and "Traceback" not in err[0]
+    assert main([*args, "--real-words", str(tmp_path / "nowords")]) == 1
+    assert "nowords/coords.txt: word-crop coordinates not found" in capsys.readouterr().err
+    assert not out.exists()  # nothing is written before every input opened
+
+
 # -- a verifier trained for a few seconds -------------------------------------------------------
 
 

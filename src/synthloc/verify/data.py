@@ -309,16 +309,18 @@ def _split_detections(
 
 def synth_shard(
     index: int, config: VerifierDataConfig, detect: Detect | None, source: Any
-) -> dict[str, np.ndarray]:
-    """Shard ``index`` of the synthetic part: jittered and detector positives, hard negatives."""
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Shard ``index`` of the synthetic part: jittered and detector positives, hard negatives.
+    Returns the arrays and the scenes the engine failed to render (skipped)."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, PART_TAGS["synth"], index]))
     builder = ShardBuilder()
+    skipped: list[str] = []
     start = index * config.images_per_shard
     for j in range(start, min(config.synth_images, start + config.images_per_shard)):
         try:
             sample = source[j]
-        except ValueError as error:  # an engine failure: named, counted by the caller's log
-            _log.warning("%s; skipped", error)
+        except ValueError as error:  # an engine failure, named by OnTheFlySynthesis
+            skipped.append(str(error))
             continue
         words = sample.word_quads.astype(np.float64)
         cared = words[~sample.ignore]
@@ -333,7 +335,7 @@ def synth_shard(
                 pos, pos_words, pos_iou = pos[cared_hit], pos_words[cared_hit], pos_iou[cared_hit]
             builder.add(sample.image, pos, "detector", config.context, pos_words, pos_iou)
             builder.add(sample.image, neg, "hard", config.context)
-    return builder.arrays()
+    return builder.arrays(), skipped
 
 
 def _background_images(config: VerifierDataConfig) -> tuple[Any, Any]:
@@ -516,17 +518,17 @@ def generate(
         if path.is_file():
             continue
         if part == "synth":
-            arrays = synth_shard(index, config, detect, source)
+            arrays, bad = synth_shard(index, config, detect, source)
         elif part == "bg":
             arrays, bad = background_shard(index, config, detect, backgrounds)
-            skipped += bad
         else:
             arrays, bad = real_shard(index, config, entries)
-            skipped += bad
-        for message in bad if part != "synth" else []:
+        for message in bad:
             _log.warning("skipping %s", message)
+        skipped += bad
         _write_shard(path, arrays)
     counts = summarise(folder)
+    # Counted in this session (a resumed run does not recount finished shards).
     counts["skipped"] = len(skipped)
     write_text_atomic(folder / MANIFEST, json.dumps(counts, indent=1, sort_keys=True))
     return counts
