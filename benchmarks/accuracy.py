@@ -71,18 +71,25 @@ def make_synthetic_set(
 
 
 def multi_scale_detector(
-    model: Path | None, scales: list[float] | None, threshold: float | None, threads: int
+    model: Path | None,
+    scales: list[float] | None,
+    threshold: float | None,
+    threads: int,
+    verifier: Path | None = None,
+    no_verify: bool = False,
 ) -> Detector:
     """``scales`` if given; else the model file's tuned multi-scale preset; else
-    ``MULTI_SCALE`` with the model's other defaults. An explicit ``threshold`` always wins."""
+    ``MULTI_SCALE`` with the model's other defaults. An explicit ``threshold`` always wins.
+    ``verifier`` / ``no_verify``: the second stage, as ``Detector.load`` takes it."""
+    stages = {"verifier": verifier, "verify": not no_verify}
     if scales is None:
         try:
             return Detector.load(
-                model, preset="multiscale", threshold=threshold, num_threads=threads
+                model, preset="multiscale", threshold=threshold, num_threads=threads, **stages
             )
         except ValueError:  # no stored multi-scale setting (any other problem recurs below)
             scales = list(MULTI_SCALE)
-    return Detector.load(model, scales=scales, threshold=threshold, num_threads=threads)
+    return Detector.load(model, scales=scales, threshold=threshold, num_threads=threads, **stages)
 
 
 def score_folder(detector: Detector, folder: Path) -> dict[str, float]:
@@ -149,6 +156,10 @@ def main() -> None:
     parser.add_argument("--multi", type=float, nargs="+", default=None)
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--verifier", type=Path, default=None, help="second-stage verifier file (both stages)"
+    )
+    parser.add_argument("--no-verify", action="store_true", help="first stage only")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -163,9 +174,16 @@ def main() -> None:
             sets["icdar2015_dev"] = args.icdar
         detectors = {
             "single": Detector.load(
-                args.model, scales=args.single, threshold=args.threshold, num_threads=args.threads
+                args.model,
+                scales=args.single,
+                threshold=args.threshold,
+                num_threads=args.threads,
+                verifier=args.verifier,
+                verify=not args.no_verify,
             ),
-            "multi": multi_scale_detector(args.model, args.multi, args.threshold, args.threads),
+            "multi": multi_scale_detector(
+                args.model, args.multi, args.threshold, args.threads, args.verifier, args.no_verify
+            ),
         }
         for scales_name, detector in detectors.items():
             for set_name, folder in sets.items():
@@ -173,6 +191,11 @@ def main() -> None:
                 figures["scales"] = list(detector.scales)  # type: ignore[assignment]
                 figures["threshold"] = detector.threshold
                 figures["min_size"] = detector.min_size
+                verifier = detector.verifier
+                figures["verifier"] = None if verifier is None else verifier.name  # type: ignore[assignment]
+                figures["verify_threshold"] = (
+                    float("nan") if verifier is None else verifier.threshold
+                )
                 results[f"{set_name}/{scales_name}"] = figures
                 print(
                     f"{set_name:14s} {scales_name:6s} scales={detector.scales} "

@@ -119,6 +119,14 @@ def main() -> int:
         "--preset", choices=sorted(PRESETS), default="default",
         help="which detection setting stored in the model file to run",
     )  # fmt: skip
+    parser.add_argument(
+        "--verifier",
+        type=Path,
+        default=None,
+        help="second-stage verifier file: time both stages (default: the shipped one with "
+        "the shipped model, if any)",
+    )
+    parser.add_argument("--no-verify", action="store_true", help="time the first stage only")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     parser.add_argument("--no-rapidocr", action="store_true", help="skip the RapidOCR baseline")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -163,6 +171,8 @@ def main() -> int:
                     device="cpu",
                     num_threads=args.threads,
                     batch_size=args.batch_size,
+                    verifier=args.verifier,
+                    verify=not args.no_verify,
                 )
             except (FileNotFoundError, ValueError) as error:  # missing/corrupt file, no preset
                 print(f"error: {error}", file=sys.stderr)
@@ -190,6 +200,8 @@ def main() -> int:
             f"{setting.confidence} confidence, threshold {setting.threshold:g}, "
             f"min size {setting.min_size:g}, NMS IoU {setting.nms_iou:g}"
         )
+        verifier = detectors["torch"].verifier
+        print(f"verifier: {'none' if verifier is None else verifier.name}")
         print(f"threads: {args.threads}; passes: {args.repeats} (median reported)")
         print(f"torch {torch.__version__}, load average {_load()}")
 

@@ -1,4 +1,4 @@
-"""The command line: six verbs, each with working --help."""
+"""The command line: eight verbs, each with working --help."""
 
 from __future__ import annotations
 
@@ -11,10 +11,19 @@ import pytest
 
 from synthloc.cli import VERBS, build_parser, main
 
-EXPECTED_VERBS = ["synth", "train", "detect", "eval", "export", "demo"]
+EXPECTED_VERBS = [
+    "synth",
+    "train",
+    "verifier-data",
+    "train-verifier",
+    "detect",
+    "eval",
+    "export",
+    "demo",
+]
 
 
-def test_six_verbs_in_order() -> None:
+def test_verbs_in_pipeline_order() -> None:
     assert list(VERBS) == EXPECTED_VERBS
 
 

@@ -16,6 +16,8 @@ from synthloc import __version__
 VERBS: dict[str, str] = {
     "synth": "render synthetic scene-text images with exact word and character ground truth",
     "train": "train an FCRN detector on synthetic and/or real data (resumable)",
+    "verifier-data": "make the second-stage verifier's training crops (hard negatives included)",
+    "train-verifier": "train the second-stage verifier that filters and refines detections",
     "detect": "detect words in images (multi-scale, rotated NMS) and write ICDAR results",
     "eval": "score detections against ground truth (ICDAR 2015 IoU or ICDAR 2013 DetEval)",
     "export": "export a trained detector to ONNX (BatchNorm folded, dynamic size)",
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"synthloc {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb, summary in VERBS.items():
-        module = importlib.import_module(f"synthloc.commands.{verb}")
+        module = importlib.import_module(f"synthloc.commands.{verb.replace('-', '_')}")
         verb_parser = sub.add_parser(
             verb,
             help=summary,

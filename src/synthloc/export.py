@@ -207,3 +207,115 @@ def check_onnx_parity(
     finally:
         reference.train(was_training)
     return worst
+
+
+# -- the verifier (second stage) ---------------------------------------------------------------
+
+VERIFIER_INPUT_NAME = "crops"
+VERIFIER_PARITY_BATCHES: tuple[int, ...] = (1, 7, 64)
+
+
+def export_verifier_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    opset: int = DEFAULT_OPSET,
+    *,
+    verify_defaults: dict[str, Any] | None = None,
+) -> Path:
+    """Write a :class:`synthloc.verify.Verifier` as ONNX to ``path`` (atomically); returns it.
+
+    Input ``crops``: float32 ``[N, 3, 32, 128]`` (``preprocess`` of rectified crops), batch
+    dynamic; output ``pred``: float32 ``[N, 9]`` (text logit, 8 corner offsets). BatchNorm is
+    folded into a copy. Metadata: ``synthloc.kind = "verifier"``, its config (with the context
+    margin the crops need) and ``verify_defaults`` (``threshold``, ``first_stage_threshold``)
+    as ``synthloc.verify``.
+    """
+    import onnx
+
+    from synthloc.verify.model import CROP_HEIGHT, CROP_WIDTH
+
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"ONNX opset {opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}")
+    out = Path(path)
+    config = getattr(model, "config", None)
+    if not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+        raise TypeError("export_verifier_onnx needs a synthloc.verify.Verifier")
+    net = fold_batchnorm(model).cpu().float().eval()
+    example = torch.rand(2, 3, CROP_HEIGHT, CROP_WIDTH, generator=torch.Generator().manual_seed(0))
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net,
+                (example,),
+                tmp,
+                dynamo=False,
+                input_names=[VERIFIER_INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={VERIFIER_INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+        proto = onnx.load(tmp)
+        meta = {
+            "synthloc.version": __version__,
+            "synthloc.kind": "verifier",
+            "synthloc.config": json.dumps(dataclasses.asdict(config), sort_keys=True),
+            "synthloc.input": f"float32 [N, 3, {CROP_HEIGHT}, {CROP_WIDTH}], RGB in [0, 1]",
+            "synthloc.output": "float32 [N, 9]: text logit, corner offsets / crop size",
+            "synthloc.verify": json.dumps(verify_defaults or {}, sort_keys=True),
+        }
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        proto.producer_name = "synthloc"
+        proto.producer_version = __version__
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
+    return out
+
+
+def check_verifier_parity(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    batches: Sequence[int] = VERIFIER_PARITY_BATCHES,
+    atol: float = 1e-4,
+    *,
+    seed: int = 0,
+) -> float:
+    """Max absolute difference between the ONNX verifier (onnxruntime, CPU) and the eval-mode
+    PyTorch ``model`` on random crops, for each batch size in ``batches``. Raises
+    :class:`OnnxParityError` naming the batch size on a shape mismatch or a difference above
+    ``atol``; returns the largest difference."""
+    import onnxruntime as ort
+
+    from synthloc.verify.model import CROP_HEIGHT, CROP_WIDTH
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = model.cpu().float()
+    was_training = reference.training
+    reference.eval()
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    try:
+        for batch in batches:
+            crops = rng.integers(0, 256, size=(batch, CROP_HEIGHT, CROP_WIDTH, 3), dtype=np.uint8)
+            x = preprocess(crops)
+            with torch.inference_mode():
+                expected = reference(x).numpy()
+            got = np.asarray(session.run(None, {VERIFIER_INPUT_NAME: x.numpy()})[0])
+            if got.shape != expected.shape:
+                raise OnnxParityError(
+                    f"{path}: at batch {batch} ONNX output shape {got.shape} != "
+                    f"PyTorch {expected.shape}"
+                )
+            diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
+            if not diff <= atol:
+                raise OnnxParityError(
+                    f"{path}: at batch {batch} ONNX differs from PyTorch by {diff:.3g} "
+                    f"(tolerance {atol:g})"
+                )
+            worst = max(worst, diff)
+    finally:
+        reference.train(was_training)
+    return worst

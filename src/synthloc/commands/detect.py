@@ -12,6 +12,11 @@ works too; --recursive walks every subfolder and mirrors it in the output). Ever
 
 Scores are in [0, 1]: the model's confidence that a word is centred in the grid cell that
 predicted it (a ranking score, not a calibrated probability).
+Second stage: with --verifier (or, for the shipped model, the verifier shipped beside it) each
+candidate is checked by the verifier: those it finds unlikely to be text (probability below
+--verify-threshold) are dropped, its refined quad replaces the first stage's, and the score
+becomes sqrt(first-stage score * text probability). --no-verify runs the first stage alone.
+With --backend onnxruntime (or .onnx files) both stages run in onnxruntime.
 Scales: each value is a long side in pixels (e.g. 1024) or, up to 8, a factor of the image
 size (e.g. 1.0); several values run every scale and merge the results with rotated NMS.
 Files in a folder that are not images (other or no extension, subfolders without
@@ -24,6 +29,8 @@ examples:
   synthloc detect data/icdar2015_dev --out preds/ --model runs/exp/best_model.pt --scales 512 1024
   synthloc detect images/ --out preds/ --model model.onnx --threads 2 --no-vis
   synthloc detect photos/ --out preds/ --preset multiscale --recursive
+  synthloc detect photos/ --out preds/ --model runs/exp/best_model.pt \\
+      --verifier runs/verifier/best_model.pt
 
 (`synthloc train --out runs/exp` writes the model files best_model.pt and model.pt; best.pt
 and last.pt there are training checkpoints for --resume, not model files.)
@@ -106,6 +113,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("torch", "onnxruntime"),
         default="torch",
         help="inference engine (a .onnx model always uses onnxruntime)",
+    )
+    parser.add_argument(
+        "--verifier",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="second-stage verifier file (.pt from `synthloc train-verifier` or .onnx from "
+        "`synthloc export --verifier`); default: the one shipped with the default model, if any",
+    )
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip the second stage (first stage only)"
+    )
+    parser.add_argument(
+        "--verify-threshold",
+        type=_unit_float,
+        default=None,
+        help="minimum text probability of the verifier, in [0, 1] (default: the verifier "
+        "file's recommendation, else 0.5)",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     parser.add_argument(
@@ -208,7 +233,13 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from synthloc.commands.checks import out_folder_problem
-    from synthloc.detect import Detector, output_paths, settings_match, write_outputs
+    from synthloc.detect import (
+        Detector,
+        default_verifier_path,
+        output_paths,
+        settings_match,
+        write_outputs,
+    )
 
     if args.threads is not None:
         if args.threads < 1:
@@ -227,8 +258,17 @@ def run(args: argparse.Namespace) -> int:
             num_threads=args.threads,
             batch_size=args.batch_size,
             preset=args.preset,
+            verifier=args.verifier,
+            verify=not args.no_verify,
+            verify_threshold=args.verify_threshold,
         )
         model_digest = _file_digest(args.model)
+        verifier = detector.verifier
+        verifier_digest = (
+            _file_digest(args.verifier if args.verifier is not None else default_verifier_path())
+            if verifier is not None
+            else None
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -263,6 +303,9 @@ def run(args: argparse.Namespace) -> int:
         "nms_iou": detector.nms_iou,
         "min_size": detector.min_size,
         "res_scores": bool(args.res_scores),
+        "verifier": None if verifier is None else verifier.name,
+        "verifier_sha256": verifier_digest,
+        "verify_threshold": None if verifier is None else verifier.threshold,
     }
     skipped = 0
     if args.skip_existing:

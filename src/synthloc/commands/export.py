@@ -11,6 +11,11 @@ place when the largest difference is within the tolerance.
 examples:
   synthloc export --format onnx --out model.onnx --model runs/exp/best_model.pt
   synthloc export --format onnx --out model.onnx           # the shipped default model
+  synthloc export --out verifier.onnx --verifier runs/verifier/best_model.pt
+
+With --verifier the second-stage verifier is exported instead: crops [N, 3, 32, 128] ->
+[N, 9], checked against PyTorch at batch sizes 1, 7 and 64. `synthloc detect --model
+model.onnx --verifier verifier.onnx` then runs both stages with onnxruntime.
 
 (`synthloc train --out runs/exp` writes the model files best_model.pt and model.pt; best.pt
 and last.pt there are training checkpoints for --resume, not model files.)
@@ -42,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="model file from `synthloc train`, e.g. runs/exp/best_model.pt (default: the model "
         "shipped with the package)",
+    )
+    parser.add_argument(
+        "--verifier",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="export this verifier file (from `synthloc train-verifier`) instead of a detector",
     )
     parser.add_argument(
         "--opset", type=int, default=17, help="ONNX opset version, 11 to 20 (default 17)"
@@ -85,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: --out {problem}", file=sys.stderr)
         return 2
+    if args.verifier is not None:
+        return _export_verifier(args)
     try:
         model_path = default_model_path() if args.model is None else args.model
         model, extra = load_model_with_extra(model_path)
@@ -116,4 +130,31 @@ def run(args: argparse.Namespace) -> int:
     size_mb = out.stat().st_size / 1e6
     print(f"wrote {out} ({size_mb:.2f} MB, opset {args.opset}) from {model_path}")
     print(f"parity vs PyTorch: max abs diff {worst:.3g} at {sizes} (tolerance {args.atol:g})")
+    return 0
+
+
+def _export_verifier(args: argparse.Namespace) -> int:
+    from synthloc.atomic import atomic_path
+    from synthloc.export import OnnxParityError, check_verifier_parity, export_verifier_onnx
+    from synthloc.verify.io import load_verifier_with_extra
+
+    try:
+        model, extra = load_verifier_with_extra(args.verifier)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    hints = extra.get("verify") if isinstance(extra.get("verify"), dict) else None
+    out: Path = args.out
+    try:
+        with atomic_path(out, suffix=".onnx") as tmp:
+            export_verifier_onnx(model, tmp, opset=args.opset, verify_defaults=hints)
+            worst = check_verifier_parity(model, tmp, atol=args.atol)
+    except OnnxParityError as exc:
+        print(f"error: parity check failed, {out} not written: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {out}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+        return 1
+    print(f"wrote {out} (verifier, opset {args.opset}) from {args.verifier}")
+    print(f"parity vs PyTorch: max abs diff {worst:.3g} (tolerance {args.atol:g})")
     return 0

@@ -23,8 +23,13 @@ words at about three times the cost.
 Coordinates follow ``synthloc.geometry``: pixels of the original image, x right, y down, pixel
 corners at integers, quads clockwise from the top-left.  Images are RGB ``uint8 [H, W, 3]``;
 
+5. When a verifier is present (``Detector.load(..., verifier=...)``, or the one shipped beside
+   the default model), the NMS survivors go through it: rejected candidates are dropped,
+   refined quads replace the first stage's and scores combine both stages (``verifier``).
+
 Modules: ``images`` (decode files, list folders, scale arithmetic), ``backends`` (PyTorch and
-onnxruntime runners), ``detector`` (the :class:`Detector`), ``outputs`` (result files).
+onnxruntime runners), ``detector`` (the :class:`Detector`), ``verifier`` (the second stage),
+``outputs`` (result files).
 This package re-exports their public names and locates the model shipped with the package.
 """
 
@@ -65,6 +70,12 @@ from synthloc.detect.outputs import (
     submission_quads,
     write_outputs,
 )
+from synthloc.detect.verifier import (
+    DEFAULT_VERIFY_THRESHOLD,
+    VerifierStage,
+    default_verifier_path,
+    load_verifier_stage,
+)
 
 # Where a package build ships its default weights (``Detector.load(None)``).
 DEFAULT_MODEL_RESOURCE = ("assets", "models", "default.pt")
@@ -95,6 +106,7 @@ __all__ = [
     "DEFAULT_NMS_IOU",
     "DEFAULT_SCALES",
     "DEFAULT_THRESHOLD",
+    "DEFAULT_VERIFY_THRESHOLD",
     "IMAGE_EXTENSIONS",
     "MAX_SCALE_FACTOR",
     "PRESETS",
@@ -105,12 +117,15 @@ __all__ = [
     "ImageReadError",
     "ImageResult",
     "NoDefaultModelError",
+    "VerifierStage",
     "_as_image",
     "default_model_path",
+    "default_verifier_path",
     "draw_detections",
     "is_own_output",
     "list_images",
     "load_image",
+    "load_verifier_stage",
     "output_paths",
     "resized_size",
     "scan_images",

@@ -1,4 +1,5 @@
-"""The :class:`Detector`: resize per scale -> network -> decode -> map back -> rotated NMS."""
+"""The :class:`Detector`: resize per scale -> network -> decode -> map back -> rotated NMS,
+then, when a verifier is present, the second stage (:mod:`synthloc.detect.verifier`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from synthloc.detect.images import (
     resized_size,
     validate_scales,
 )
+from synthloc.detect.verifier import VerifierStage, default_verifier_path, load_verifier_stage
 from synthloc.geometry import quad_to_rbox
 from synthloc.model import (
     decode_dense_predictions,
@@ -54,8 +56,10 @@ class Detection:
     score: the model's confidence for the word, in ``[0, 1]``: the predicted confidence of
         the grid cell holding the word's centre (a sigmoid for logit models; for linear
         models, trained to regress 1 in such cells and 0 elsewhere, the raw value clipped
-        to ``[0, 1]``, since a regression can overshoot slightly, e.g. 1.004).  Higher means
-        surer; it is a ranking score, not a calibrated probability.
+        to ``[0, 1]``, since a regression can overshoot slightly, e.g. 1.004).  With a
+        verifier: ``sqrt(first-stage score * text probability)`` (see
+        :mod:`synthloc.detect.verifier`).  Higher means surer; it is a ranking score, not a
+        calibrated probability.
     """
 
     quad: np.ndarray
@@ -100,7 +104,8 @@ class Detector:
     resized image the network saw* are dropped before NMS (the network cannot resolve words
     that small, so they are mostly texture; measured per scale, so with several scales a
     small word is still found at the scale that enlarges it); batch_size: images per
-    forward pass (images of one resized size only).
+    forward pass (images of one resized size only); verifier: the second stage, run on each
+    image's candidates after NMS (None = first stage only).
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class Detector:
         batch_size: int = DEFAULT_BATCH_SIZE,
         name: str = "",
         dense: bool = False,
+        verifier: VerifierStage | None = None,
     ) -> None:
         if stride <= 0:
             raise ValueError(f"stride must be positive, got {stride}")
@@ -137,6 +143,7 @@ class Detector:
         self.batch_size = int(batch_size)
         self.name = name
         self.dense = bool(dense)
+        self.verifier = verifier
 
     # -- construction ---------------------------------------------------------------------
 
@@ -154,6 +161,7 @@ class Detector:
         num_threads: int | None = None,
         fold_bn: bool = True,
         name: str = "",
+        verifier: VerifierStage | None = None,
     ) -> Detector:
         """A detector around an in-memory model (``.stride`` and ``.config`` attributes).
 
@@ -176,6 +184,7 @@ class Detector:
             batch_size=batch_size,
             name=name,
             dense=getattr(config, "arch", "") == "fcrn-dense",
+            verifier=verifier,
         )
 
     @classmethod
@@ -192,6 +201,9 @@ class Detector:
         num_threads: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         preset: str = "default",
+        verifier: str | os.PathLike[str] | None = None,
+        verify: bool = True,
+        verify_threshold: float | None = None,
     ) -> Detector:
         """Load a detector from a synthloc model file (``.pt``) or an exported ``.onnx`` file.
 
@@ -207,6 +219,13 @@ class Detector:
         preset: which setting stored in the model file fills the options not given: "default"
             (``extra["detect"]``, written by ``benchmarks/tune_detect.py``) or "multiscale"
             (``extra["detect_multiscale"]``; a clear error if the file has none).
+        verifier: a verifier file (``.pt`` or ``.onnx``) run on the candidates; None = the
+            verifier shipped with the package when ``path`` is the shipped model too (and this
+            build has one), else none. verify: False skips the second stage altogether.
+        verify_threshold: minimum text probability; None = the verifier file's
+            recommendation, else 0.5. With a verifier, a ``threshold`` not given comes from
+            the verifier file's ``first_stage_threshold`` when it has one (the first stage
+            then runs lower, for recall, and the verifier restores precision).
         """
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnxruntime'")
@@ -227,9 +246,25 @@ class Detector:
             "nms_iou": nms_iou,
             "min_size": min_size,
         }
+        stage: VerifierStage | None = None
+        if verify:
+            verifier_path = default_verifier_path() if verifier is None and path is None else None
+            if verifier is not None:
+                verifier_path = Path(verifier)
+            if verifier_path is not None:
+                onnx = backend == "onnxruntime" or model_path.suffix.lower() == ".onnx"
+                stage, hints = load_verifier_stage(
+                    verifier_path,
+                    backend="onnxruntime" if onnx else "torch",
+                    threshold=verify_threshold,
+                    device=device,
+                    num_threads=num_threads,
+                )
+                if threshold is None and "first_stage_threshold" in hints:
+                    requested["threshold"] = float(hints["first_stage_threshold"])
         if model_path.suffix.lower() == ".onnx":
             onnx_backend = _OnnxBackend(model_path, num_threads)
-            return cls._from_onnx(onnx_backend, model_path, requested, batch_size, preset)
+            return cls._from_onnx(onnx_backend, model_path, requested, batch_size, preset, stage)
         model, extra = load_model_with_extra(model_path)
         stored = _preset_hints(extra.get(PRESETS[preset]), model_path, preset)
         options = _resolve_options(requested, stored)
@@ -240,6 +275,7 @@ class Detector:
                 num_threads=num_threads,
                 batch_size=batch_size,
                 name=model_path.name,
+                verifier=stage,
                 **options,
             )
         # onnxruntime on a PyTorch checkpoint: export to a temporary file the session reads.
@@ -248,7 +284,7 @@ class Detector:
         with tempfile.TemporaryDirectory(prefix="synthloc-onnx-") as tmp:
             onnx_path = export_onnx(model, Path(tmp) / "model.onnx", detect_defaults=options)
             onnx_backend = _OnnxBackend(onnx_path, num_threads)
-        return cls._from_onnx(onnx_backend, model_path, requested, batch_size, "default")
+        return cls._from_onnx(onnx_backend, model_path, requested, batch_size, "default", stage)
 
     @classmethod
     def _from_onnx(
@@ -258,6 +294,7 @@ class Detector:
         requested: dict[str, Any],
         batch_size: int,
         preset: str,
+        verifier: VerifierStage | None,
     ) -> Detector:
         meta = backend.metadata
         if "synthloc.stride" not in meta:
@@ -274,6 +311,7 @@ class Detector:
             batch_size=batch_size,
             name=path.name,
             dense=meta.get("synthloc.arch", "") == "fcrn-dense",
+            verifier=verifier,
             **_resolve_options(requested, hints),
         )
 
@@ -302,7 +340,7 @@ class Detector:
                         chunk, self._run_scale([arrays[k] for k in chunk], size_hw)
                     ):
                         per_image[k].append(found)
-        return [self._merge(found) for found in per_image]
+        return [self._merge(found, image) for found, image in zip(per_image, arrays)]
 
     def _run_scale(
         self, images: list[np.ndarray], size_hw: tuple[int, int]
@@ -344,8 +382,12 @@ class Detector:
         quads[..., 1] *= scale_xy[1]
         return quads, scores
 
-    def _merge(self, found: list[tuple[np.ndarray, np.ndarray]]) -> list[Detection]:
-        """All scales' candidates of one image -> NMS survivors, by descending score.
+    def _merge(
+        self, found: list[tuple[np.ndarray, np.ndarray]], image: np.ndarray
+    ) -> list[Detection]:
+        """All scales' candidates of one image -> NMS survivors, by descending score; with a
+        verifier, the survivors go through it and a second NMS merges candidates that its
+        refinement made overlap.
 
         Quads are not clipped to the image: a word cut by the border keeps its true shape.
         """
@@ -354,6 +396,12 @@ class Detector:
         if len(quads) == 0:
             return []
         keep = rotated_nms(quads, scores, self.nms_iou)
+        if self.verifier is not None:
+            first = np.clip(scores[keep], 0.0, 1.0)
+            quads, scores = self.verifier(image, quads[keep], first)
+            if len(quads) == 0:
+                return []
+            keep = rotated_nms(quads, scores, self.nms_iou)
         # Scores are reported in [0, 1] (see Detection); NMS ranked them unclipped.
         return [
             Detection(quads[i].astype(np.float32), min(max(float(scores[i]), 0.0), 1.0))

@@ -14,14 +14,13 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from synthloc.train.checkpoint import CHECKPOINT_VERSION, CheckpointWriteError, save_checkpoint
-from synthloc.train.data import LoaderBatches
 from synthloc.train.distributed import (
     DistContext,
     all_finite,
@@ -36,6 +35,14 @@ from synthloc.train.signals import StopSignals
 from synthloc.train_config import OptimConfig, ScheduleConfig
 
 _log = logging.getLogger("synthloc.train")
+
+
+class BatchStream(Protocol):
+    """What the loop hands to ``train_step``: an iterator of a model's batches that ``close``
+    stops (a DataLoader's workers, :class:`synthloc.train.data.LoaderBatches`, or in-memory
+    batches)."""
+
+    def close(self) -> None: ...
 
 
 class NonFiniteLossError(RuntimeError):
@@ -118,7 +125,7 @@ class TrainerBase:
 
     # -- what a model's trainer supplies ----------------------------------------------------
 
-    def train_step(self, batches: LoaderBatches) -> dict[str, float] | None:
+    def train_step(self, batches: Any) -> dict[str, float] | None:
         """One optimiser update from ``batches``; the loss terms, or None when skipped."""
         raise NotImplementedError
 
@@ -257,7 +264,7 @@ class TrainerBase:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def loop_over(self, final: int, progress: bool, batches: LoaderBatches) -> TrainResult:
+    def loop_over(self, final: int, progress: bool, batches: BatchStream) -> TrainResult:
         """Train from ``self.step`` to ``final`` on ``batches``; validate, log and checkpoint
         on schedule. SIGTERM or SIGINT ends the run early after the current step and a
         checkpoint (:class:`StopSignals`). The loader's workers are shut down however the
