@@ -97,6 +97,20 @@ def _metadata(
     return meta
 
 
+def _finish(path: Path, meta: dict[str, str]) -> None:
+    """Add synthloc's metadata and producer to the ONNX file at ``path``, check it, save it."""
+    import onnx
+
+    proto = onnx.load(path)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "synthloc"
+    proto.producer_version = __version__
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -117,7 +131,6 @@ def export_onnx(
     otherwise; ``detect_multiscale`` (same keys) as ``synthloc.detect_multiscale``, the
     ``preset="multiscale"`` setting.
     """
-    import onnx
 
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"ONNX opset {opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}")
@@ -144,14 +157,7 @@ def export_onnx(
                 opset_version=opset,
                 do_constant_folding=True,
             )
-        proto = onnx.load(tmp)
-        for key, value in _metadata(model, detect_defaults, detect_multiscale).items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        proto.producer_name = "synthloc"
-        proto.producer_version = __version__
-        onnx.checker.check_model(proto)
-        onnx.save(proto, tmp)
+        _finish(tmp, _metadata(model, detect_defaults, detect_multiscale))
     return out
 
 
@@ -230,7 +236,6 @@ def export_verifier_onnx(
     margin the crops need) and ``verify_defaults`` (``threshold``, ``first_stage_threshold``)
     as ``synthloc.verify``.
     """
-    import onnx
 
     from synthloc.verify.model import CROP_HEIGHT, CROP_WIDTH
 
@@ -256,7 +261,6 @@ def export_verifier_onnx(
                 opset_version=opset,
                 do_constant_folding=True,
             )
-        proto = onnx.load(tmp)
         meta = {
             "synthloc.version": __version__,
             "synthloc.kind": "verifier",
@@ -265,13 +269,7 @@ def export_verifier_onnx(
             "synthloc.output": "float32 [N, 9]: text logit, corner offsets / crop size",
             "synthloc.verify": json.dumps(verify_defaults or {}, sort_keys=True),
         }
-        for key, value in meta.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        proto.producer_name = "synthloc"
-        proto.producer_version = __version__
-        onnx.checker.check_model(proto)
-        onnx.save(proto, tmp)
+        _finish(tmp, meta)
     return out
 
 

@@ -42,6 +42,7 @@ from synthloc.model.targets import (
     GridTargets,
     _cell_range,
     _cells_touched,
+    confidence_map,
     prepare_encoding,
 )
 
@@ -209,12 +210,7 @@ def decode_dense_predictions(
     arr = _to_numpy(pred)
     if arr.ndim != 3 or arr.shape[0] != NUM_CHANNELS:
         raise ValueError(f"pred must be [7, Hc, Wc], got shape {arr.shape}")
-    if confidence == "linear":
-        scores_map = arr[6]
-    elif confidence == "logit":
-        scores_map = 0.5 * (1.0 + np.tanh(0.5 * arr[6]))  # overflow-free sigmoid
-    else:
-        raise ValueError(f"unknown confidence {confidence!r}; expected 'linear' or 'logit'")
+    scores_map = confidence_map(arr[6], confidence)
     rows, cols = np.nonzero(scores_map > score_threshold)
     if len(rows) == 0:
         return np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32)

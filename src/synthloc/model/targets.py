@@ -249,6 +249,15 @@ def _to_numpy(pred: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(pred, dtype=np.float32)
 
 
+def confidence_map(channel: np.ndarray, confidence: str) -> np.ndarray:
+    """The score of every cell from channel 6: as is ("linear") or its sigmoid ("logit")."""
+    if confidence == "linear":
+        return channel
+    if confidence == "logit":
+        return 0.5 * (1.0 + np.tanh(0.5 * channel))  # overflow-free sigmoid
+    raise ValueError(f"unknown confidence {confidence!r}; expected 'linear' or 'logit'")
+
+
 def decode_predictions(
     pred: np.ndarray | torch.Tensor,
     stride: int,
@@ -265,12 +274,7 @@ def decode_predictions(
     arr = _to_numpy(pred)
     if arr.ndim != 3 or arr.shape[0] != NUM_CHANNELS:
         raise ValueError(f"pred must be [7, Hc, Wc], got shape {arr.shape}")
-    if confidence == "linear":
-        scores_map = arr[6]
-    elif confidence == "logit":
-        scores_map = 0.5 * (1.0 + np.tanh(0.5 * arr[6]))  # overflow-free sigmoid
-    else:
-        raise ValueError(f"unknown confidence {confidence!r}; expected 'linear' or 'logit'")
+    scores_map = confidence_map(arr[6], confidence)
     rows, cols = np.nonzero(scores_map > score_threshold)
     scores = scores_map[rows, cols].astype(np.float32)
     if len(rows) == 0:
