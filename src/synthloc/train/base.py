@@ -9,6 +9,7 @@ file (``save_model_file``) and whatever else its checkpoints must carry (``extra
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ class TrainResult:
     stopped_by: str | None = None
 
 
-class TrainerBase:
+class TrainerBase(abc.ABC):
     """One run's generic state and loop; see the module docstring for what a subclass adds.
 
     ``model`` is already on ``device`` (and in its memory format). ``best_hmean`` is the best
@@ -125,28 +126,32 @@ class TrainerBase:
 
     # -- what a model's trainer supplies ----------------------------------------------------
 
+    @abc.abstractmethod
     def train_step(self, batches: Any) -> dict[str, float] | None:
         """One optimiser update from ``batches``; the loss terms, or None when skipped."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def evaluate(self) -> dict[str, float]:
         """Validation metrics of :meth:`eval_model` (rank 0 only); ``"hmean"`` selects best.pt."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def save_model_file(self, path: Path, extra: dict[str, Any]) -> None:
         """Write :meth:`eval_model` as a model file with ``extra`` metadata."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def config_dict(self) -> dict[str, Any]:
         """The run's config as a plain dict (stored in each checkpoint)."""
-        raise NotImplementedError
+        ...
 
     def extra_state(self) -> dict[str, Any]:
         """Model-specific checkpoint entries (merged into :meth:`state_dict`)."""
         return {}
 
-    def restore_extra(self, checkpoint: dict[str, Any]) -> None:
-        """Restore what :meth:`extra_state` saved."""
+    def restore_extra(self, checkpoint: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Restore what :meth:`extra_state` saved (nothing by default)."""
 
     def progress_postfix(self, averaged: dict[str, float]) -> dict[str, str]:
         """Loss terms shown on the progress bar."""
