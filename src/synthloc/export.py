@@ -161,6 +161,26 @@ def export_onnx(
     return out
 
 
+def _output_difference(
+    session: Any, input_name: str, reference: nn.Module, images: np.ndarray, where: str, atol: float
+) -> float:
+    """Max absolute difference of the ONNX session's and ``reference``'s outputs on uint8
+    ``images`` [N, H, W, 3]; :class:`OnnxParityError` (prefixed ``where``) on a shape mismatch
+    or a difference above ``atol`` (NaN included)."""
+    x = preprocess(images)
+    with torch.inference_mode():
+        expected = reference(x).numpy()
+    got = np.asarray(session.run(None, {input_name: x.numpy()})[0])
+    if got.shape != expected.shape:
+        raise OnnxParityError(f"{where} ONNX output shape {got.shape} != PyTorch {expected.shape}")
+    diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
+    if not diff <= atol:  # also catches NaN
+        raise OnnxParityError(
+            f"{where} ONNX differs from PyTorch by {diff:.3g} (tolerance {atol:g})"
+        )
+    return diff
+
+
 def check_onnx_parity(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -194,21 +214,8 @@ def check_onnx_parity(
     try:
         for height, width in sizes:
             images = rng.integers(0, 256, size=(batch, height, width, 3), dtype=np.uint8)
-            x = preprocess(images)
-            with torch.inference_mode():
-                expected = reference(x).numpy()
-            got = np.asarray(session.run(None, {INPUT_NAME: x.numpy()})[0])
-            if got.shape != expected.shape:
-                raise OnnxParityError(
-                    f"{path}: at input {height}x{width} ONNX output shape {got.shape} != "
-                    f"PyTorch {expected.shape}"
-                )
-            diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
-            if not diff <= atol:  # also catches NaN
-                raise OnnxParityError(
-                    f"{path}: at input {height}x{width} ONNX differs from PyTorch by {diff:.3g} "
-                    f"(tolerance {atol:g})"
-                )
+            where = f"{path}: at input {height}x{width}"
+            diff = _output_difference(session, INPUT_NAME, reference, images, where, atol)
             worst = max(worst, diff)
     finally:
         reference.train(was_training)
@@ -298,21 +305,8 @@ def check_verifier_parity(
     try:
         for batch in batches:
             crops = rng.integers(0, 256, size=(batch, CROP_HEIGHT, CROP_WIDTH, 3), dtype=np.uint8)
-            x = preprocess(crops)
-            with torch.inference_mode():
-                expected = reference(x).numpy()
-            got = np.asarray(session.run(None, {VERIFIER_INPUT_NAME: x.numpy()})[0])
-            if got.shape != expected.shape:
-                raise OnnxParityError(
-                    f"{path}: at batch {batch} ONNX output shape {got.shape} != "
-                    f"PyTorch {expected.shape}"
-                )
-            diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
-            if not diff <= atol:
-                raise OnnxParityError(
-                    f"{path}: at batch {batch} ONNX differs from PyTorch by {diff:.3g} "
-                    f"(tolerance {atol:g})"
-                )
+            where = f"{path}: at batch {batch}"
+            diff = _output_difference(session, VERIFIER_INPUT_NAME, reference, crops, where, atol)
             worst = max(worst, diff)
     finally:
         reference.train(was_training)
