@@ -42,6 +42,7 @@ from synthloc.model.targets import (
     GridTargets,
     _cell_range,
     _cells_touched,
+    _to_numpy,
     confidence_map,
     prepare_encoding,
 )
@@ -122,12 +123,6 @@ def encode_dense_targets(
         positive[rows, cols] |= core
     ignored &= ~positive
     return GridTargets(target, positive, ignored)
-
-
-def _to_numpy(pred: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(pred, torch.Tensor):
-        return pred.detach().to("cpu", torch.float32).numpy()
-    return np.asarray(pred, dtype=np.float32)
 
 
 def cell_boxes(pred: np.ndarray, rows: np.ndarray, cols: np.ndarray, stride: int) -> np.ndarray:
