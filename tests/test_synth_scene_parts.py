@@ -304,3 +304,27 @@ def test_real_word_sprites_are_pasted_with_exact_quads(tmp_path: Path) -> None:
         SpriteBank(tmp_path)
     with pytest.raises(ValueError, match="sprite_dir"):
         SynthConfig(p_sprite=0.3)
+
+
+def test_synth_command_paper_preset_and_set_options() -> None:
+    """`synthloc synth --paper` is the paper's engine; --set changes one option after it."""
+    from synthloc.cli import build_parser
+    from synthloc.commands.synth import engine_config
+
+    parser = build_parser()
+
+    def config(*flags: str) -> SynthConfig:
+        return engine_config(parser.parse_args(["synth", "--count", "1", "--out", "x", *flags]))
+
+    assert config() == SynthConfig()
+    assert config("--paper") == SynthConfig(paper=True)
+    no_camera = config("--paper", "--set", "camera=true", "--set", "p_sign=0.5")
+    assert no_camera.camera is True and no_camera.p_sign == 0.5
+    assert no_camera.p_lexicon == 0.0 and no_camera.line_shrink is False  # still the paper's
+    assert config("--set", "learned_colours=false").learned_colours is False
+    with pytest.raises(ValueError, match="unknown engine option 'colour'"):
+        config("--set", "colour=1")
+    with pytest.raises(ValueError, match="p_sign must be in"):
+        config("--set", "p_sign=2")
+    with pytest.raises(ValueError, match="not of the form"):
+        config("--set", "camera")

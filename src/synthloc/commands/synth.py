@@ -35,6 +35,8 @@ examples:
       --out data/synth_depth
   synthloc synth --backgrounds dset.h5 --count 1000 --out data/synth_dset --workers 2
   synthloc synth --count 100000 --out s3://bucket/synth --dask tcp://scheduler:8786
+  synthloc synth --backgrounds photos/ --count 1000 --out data/synth_paper --paper
+  synthloc synth --backgrounds photos/ --count 1000 --out data/no_camera --set camera=false
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synthloc.synth.config import SynthConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,13 +137,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shard-size", type=int, default=100, help="samples per shard / resume unit (default 100)"
     )
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's engine: every part added for real photos (sign panels, learned "
+        "colours, scene-text lexicon, camera degradations, negatives) off",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set an engine option (a SynthConfig field, value parsed as YAML; repeatable), "
+        "applied after --paper, e.g. --set camera=false --set p_sign=0.5",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def engine_config(args: argparse.Namespace) -> SynthConfig:
+    """The engine's config from the flags: --size, --corpus, --fonts, --paper, then --set."""
+    import dataclasses
+
+    import yaml
+
+    from synthloc.synth.config import PAPER_SETTINGS, SynthConfig
+
+    values: dict[str, Any] = {
+        "size": args.size,
+        # Absolute paths: worker processes and resumed runs must find the same files.
+        "corpus": str(args.corpus.resolve()) if args.corpus is not None else None,
+        "font_dirs": [str(f.resolve()) for f in args.fonts],
+    }
+    if not args.overrides:
+        return SynthConfig(paper=args.paper, **values)
+    if args.paper:
+        # paper=True would overwrite the --set options, so the preset is spelled out instead.
+        values.update(PAPER_SETTINGS)
+    names = {f.name for f in dataclasses.fields(SynthConfig)} - {"paper", "size"}
+    for item in args.overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"--set {item!r} is not of the form KEY=VALUE")
+        if key not in names:
+            raise ValueError(f"--set {item!r}: unknown engine option {key!r}")
+        values[key] = yaml.safe_load(raw) if raw.strip() else None
+    if values.get("sprite_dir"):
+        values["sprite_dir"] = str(Path(values["sprite_dir"]).resolve())
+    try:
+        return SynthConfig(**values)
+    except TypeError as exc:
+        raise ValueError(f"--set: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from synthloc.synth.config import SynthConfig
     from synthloc.synth.errors import OutputError, printable
     from synthloc.synth.runner import MAX_SIZE, SynthError, synthesize
 
@@ -157,12 +213,10 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--retries {args.retries} must be >= 0")
     if args.dask is not None and args.workers != 1:
         return fail("give either --workers or --dask (the cluster has its own workers)")
-    config = SynthConfig(
-        size=args.size,
-        # Absolute paths: worker processes and resumed runs must find the same files.
-        corpus=str(args.corpus.resolve()) if args.corpus is not None else None,
-        font_dirs=[str(f.resolve()) for f in args.fonts],
-    )
+    try:
+        config = engine_config(args)
+    except ValueError as exc:
+        return fail(str(exc))
     try:
         report = synthesize(
             out=args.out,

@@ -31,6 +31,7 @@ PAPER_SETTINGS: dict[str, Any] = {
     "max_illegible": 0,
     "p_sprite": 0.0,
     "skip_text_backgrounds": False,
+    "line_shrink": False,
 }
 
 
@@ -145,6 +146,9 @@ class SynthConfig:
     # (its OCR column): their unannotated words would be negatives. Off in the paper's config,
     # whose background list is every photo of the folder.
     skip_text_backgrounds: bool = True
+    # A line or paragraph whose region holds too few characters is set in a smaller font
+    # rather than as a "line" of one word (the paper's engine did not).
+    line_shrink: bool = True
 
     def __post_init__(self) -> None:
         if self.paper:

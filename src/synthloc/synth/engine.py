@@ -340,8 +340,8 @@ class SceneRenderer:
         max_w = _max_width(integral, block_height(n_lines))
         max_line_chars = int(max_w / max(char_w, 1e-3))
         # A line or paragraph needs room for a few words: a smaller font rather than a
-        # "line" of one word (only with the scene-text calibration; the paper's engine did not).
-        for _ in range(_LINE_SHRINK_STEPS if kind != 0 and not cfg.paper else 0):
+        # "line" of one word.
+        for _ in range(_LINE_SHRINK_STEPS if kind != 0 and cfg.line_shrink else 0):
             if max_line_chars >= _LINE_MIN_CHARS or em * 0.85 < min_em:
                 break
             em *= 0.85
