@@ -121,6 +121,7 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, object]:
         scales=[args.scale],
         threshold=args.threshold,
         min_size=args.min_size,
+        backend=args.backend,
         num_threads=args.threads,
     )
     start = time.time()
@@ -157,6 +158,7 @@ def score_init(args: argparse.Namespace) -> dict[str, object]:
         scales=[args.scale],
         threshold=args.threshold,
         min_size=args.min_size,
+        backend=args.backend,
         num_threads=args.threads,
     )
     figures = score_folder(detector, args.icdar)
@@ -202,6 +204,9 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--min-size", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for scoring")
+    parser.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default="onnxruntime", help="for scoring"
+    )
     parser.add_argument("--json", type=Path, default=None, help="report: also write rows here")
     args = parser.parse_args()
     unknown = [arm for arm in args.arms if arm not in ARMS]

@@ -7,6 +7,7 @@ the engine works on a machine without any installed font.
 
 from __future__ import annotations
 
+import functools
 import os
 import string
 from collections import OrderedDict
@@ -207,6 +208,7 @@ _THIN_PARTS = ("thin", "hairline", "light", "extralight")
 _SLANTED_PARTS = ("italic", "oblique", "ita")
 
 
+@functools.lru_cache(maxsize=4096)
 def signage_weight(path: str) -> float:
     """Relative chance of a font on signs, from its file name: bold and condensed sans faces
     (shop fronts, street signs, labels) are favoured; thin, slanted, serif and mono rarer."""
