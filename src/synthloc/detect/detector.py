@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from synthloc.detect.images import (
     resized_size,
     validate_scales,
 )
+from synthloc.detect.onnx_cache import onnx_copy
 from synthloc.detect.verifier import VerifierStage, default_verifier_path, load_verifier_stage
 from synthloc.geometry import quad_to_rbox
 from synthloc.model import (
@@ -46,6 +46,7 @@ DEFAULT_BATCH_SIZE = 4
 # Detection settings a model file can recommend: preset name -> its key in the model file's
 # ``extra`` (and, prefixed with ``synthloc.``, in ONNX metadata).
 PRESETS = {"default": "detect", "multiscale": "detect_multiscale"}
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 @dataclass
@@ -196,7 +197,7 @@ class Detector:
         threshold: float | None = None,
         nms_iou: float | None = None,
         min_size: float | None = None,
-        backend: str = "torch",
+        backend: str = "auto",
         device: str | torch.device | None = None,
         num_threads: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -209,8 +210,10 @@ class Detector:
 
         path: None means the default model shipped with the package (a clear
             :class:`NoDefaultModelError` if this build has none).
-        backend: "torch" or "onnxruntime". A ``.onnx`` path always uses onnxruntime; a ``.pt``
-            path with ``backend="onnxruntime"`` is exported to a temporary ONNX file first.
+        backend: "auto" (default: onnxruntime on a CPU, where it is the faster engine, and
+            PyTorch on CUDA), "torch" or "onnxruntime". A ``.onnx`` path always uses
+            onnxruntime; a ``.pt`` path run with onnxruntime is exported to ONNX once and the
+            copy kept in a cache folder (:mod:`synthloc.detect.onnx_cache`).
         device: torch backend only; None picks CUDA when available, else CPU.
         num_threads: intra-op threads (torch: set for each call and restored afterwards;
             onnxruntime: the session's ``intra_op_num_threads``). None = library default.
@@ -227,8 +230,10 @@ class Detector:
             the verifier file's ``first_stage_threshold`` when it has one (the first stage
             then runs lower, for recall, and the verifier restores precision).
         """
-        if backend not in ("torch", "onnxruntime"):
-            raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnxruntime'")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        if backend == "auto":
+            backend = "torch" if _pick_device(device).type != "cpu" else "onnxruntime"
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
         if path is None:
@@ -278,13 +283,16 @@ class Detector:
                 verifier=stage,
                 **options,
             )
-        # onnxruntime on a PyTorch checkpoint: export to a temporary file the session reads.
-        from synthloc.export import export_onnx
+        # onnxruntime on a PyTorch checkpoint: its ONNX copy (exported once, then cached; see
+        # onnx_cache). The settings are already resolved from the .pt file's presets.
+        from synthloc.export import DEFAULT_OPSET, export_onnx
 
-        with tempfile.TemporaryDirectory(prefix="synthloc-onnx-") as tmp:
-            onnx_path = export_onnx(model, Path(tmp) / "model.onnx", detect_defaults=options)
+        def export(target: Path) -> Path:
+            return export_onnx(model, target)
+
+        with onnx_copy(model_path, "detector", DEFAULT_OPSET, export) as onnx_path:
             onnx_backend = _OnnxBackend(onnx_path, num_threads)
-        return cls._from_onnx(onnx_backend, model_path, requested, batch_size, "default", stage)
+        return cls._from_onnx(onnx_backend, model_path, options, batch_size, "default", stage)
 
     @classmethod
     def _from_onnx(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -132,7 +131,7 @@ def load_verifier_stage(
     ``extra["verify"]``: ``threshold``, ``first_stage_threshold``).
 
     threshold: None = the file's recommendation, else 0.5. ``backend="onnxruntime"`` with a
-    ``.pt`` file exports it to a temporary ONNX file first.
+    ``.pt`` file runs its ONNX copy (exported once, then cached: ``onnx_cache``).
     """
     from synthloc.verify.io import load_verifier_with_extra
 
@@ -167,10 +166,13 @@ def load_verifier_stage(
             name=source.name,
         )
         return stage, hints
-    from synthloc.export import export_verifier_onnx
+    from synthloc.detect.onnx_cache import onnx_copy
+    from synthloc.export import DEFAULT_OPSET, export_verifier_onnx
 
-    with tempfile.TemporaryDirectory(prefix="synthloc-onnx-") as tmp:
-        onnx_path = export_verifier_onnx(model, Path(tmp) / "verifier.onnx")
+    def export(target: Path) -> Path:
+        return export_verifier_onnx(model, target)
+
+    with onnx_copy(source, "verifier", DEFAULT_OPSET, export) as onnx_path:
         session = _OnnxBackend(onnx_path, num_threads)
     stage = VerifierStage(
         session,
