@@ -59,7 +59,7 @@ def compare_executors(args: argparse.Namespace) -> None:
 
     from synthloc.synth.runner import make_executor, synthesize
 
-    config = SynthConfig(size=args.size)
+    config = SynthConfig(size=args.size, paper=args.paper)
     backgrounds = args.backgrounds if args.backgrounds.is_dir() else None
     arms = []
     if args.workers:
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--backgrounds", type=Path, default=SHARED)
+    parser.add_argument("--paper", action="store_true", help="the engine's paper configuration")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--workers", type=int, default=0, help="time synthesize with N processes")
     parser.add_argument("--dask", default=None, help="time synthesize on this Dask cluster")
@@ -128,10 +129,11 @@ def main() -> None:
         compare_executors(args)
         return
     cv2.setNumThreads(1)  # one core: the figure is per core
-    config = SynthConfig(size=args.size)
+    config = SynthConfig(size=args.size, paper=args.paper)
     bgs = _backgrounds(args.backgrounds, args.count, args.size)
     source = "shared backgrounds" if args.backgrounds.is_dir() else "procedural defaults"
-    print(f"{len(bgs)} backgrounds ({source}), size {args.size}, {args.runs} runs")
+    engine = "paper configuration" if args.paper else "default configuration"
+    print(f"{len(bgs)} backgrounds ({source}), size {args.size}, {args.runs} runs, {engine}")
 
     t0 = time.perf_counter()
     renderer = SceneRenderer(config, cache_size=len(bgs) + 1)
@@ -167,6 +169,7 @@ def main() -> None:
     if args.json is not None:
         figures = {
             "size": args.size,
+            "paper": args.paper,
             "backgrounds": source,
             "cold_images_per_s": statistics.median(cold),
             "warm_images_per_s": statistics.median(warm),
