@@ -24,9 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from synthloc.data.icdar import IcdarGT, list_icdar_folder, read_icdar_gt
+from synthloc.data.icdar import IcdarGT, list_icdar_folder, read_icdar_gt, write_icdar_gt
 from synthloc.detect import Detector
 from synthloc.evaluate import evaluate_ic15
 from synthloc.geometry import quad_to_rbox
@@ -36,7 +37,10 @@ from synthloc.synth.runner import synthesize
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYNTHETIC_TEST_SEED = 20161123  # never used for training data
 MULTI_SCALE = (640.0, 1280.0, 1920.0)
-ENGINES = ("paper", "current")
+ENGINES = ("paper", "current", "photo")
+# The engine's word heights at 512 px match ICDAR 2015 training photos resized to a long side of
+# 768 (docs/engine.md, benchmarks/data_stats.py); the photos themselves are 1280 px wide.
+PHOTO_UPSCALE = 1280 / 768
 # Word-height bins (pixels of the photo itself) for recall by size.
 HEIGHT_BINS = {"lt16": (0.0, 16.0), "16to32": (16.0, 32.0), "gt32": (32.0, float("inf"))}
 
@@ -47,8 +51,11 @@ def make_synthetic_set(
     """Render the held-out synthetic set in ICDAR layout (resumes if already there).
 
     ``engine``: "paper" (the engine's paper configuration, ``SynthConfig(paper=True)``: the
-    set every figure in the README and model card was measured on) or "current" (the engine's
-    defaults, with the parts added for real photos).
+    set every figure in the README and model card was measured on), "current" (the engine's
+    defaults, with the parts added for real photos) or "photo" (the current engine's images
+    and quads enlarged by :data:`PHOTO_UPSCALE`, so that words have the pixel heights they have
+    in ICDAR 2015 photos at their own resolution: a scale factor chosen on this set carries
+    over to such photos, which one chosen on the 512 px sets does not).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -57,8 +64,9 @@ def make_synthetic_set(
     config = SynthConfig(
         size=size, corpus=str(corpus) if corpus.is_dir() else None, paper=engine == "paper"
     )
+    rendered = out / "rendered" if engine == "photo" else out
     synthesize(
-        out,
+        rendered,
         count=count,
         seed=seed,
         backgrounds=backgrounds if backgrounds.is_dir() else None,
@@ -67,7 +75,32 @@ def make_synthetic_set(
         config=config,
         progress=False,
     )
+    if engine == "photo":
+        _enlarge_icdar_folder(rendered, out, PHOTO_UPSCALE)
     return out
+
+
+def _enlarge_icdar_folder(source: Path, out: Path, factor: float) -> None:
+    """Copy an ICDAR folder to ``out/images`` + ``out/gt``, images and quads scaled by
+    ``factor`` (bilinear); pairs already there are kept."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "gt").mkdir(parents=True, exist_ok=True)
+    for image_path, gt_path in list_icdar_folder(source):
+        image_out, gt_out = out / "images" / image_path.name, out / "gt" / gt_path.name
+        if image_out.is_file() and gt_out.is_file():
+            continue
+        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"{image_path}: unreadable image")
+        h, w = image.shape[:2]
+        size = (round(w * factor), round(h * factor))
+        big = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        gt = read_icdar_gt(gt_path)
+        quads = np.asarray(gt.quads, np.float64).reshape(-1, 4, 2)
+        quads = quads * np.array([size[0] / w, size[1] / h])
+        words = ["###" if ignore else word for word, ignore in zip(gt.words, gt.ignore)]
+        cv2.imwrite(str(image_out), big, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        write_icdar_gt(gt_out, quads, words)
 
 
 def multi_scale_detector(

@@ -82,3 +82,31 @@ def test_report_table_lists_every_training_arm(monkeypatch: pytest.MonkeyPatch) 
         "| training, fcrn-lite, 384x384, batch 16, 2 threads, from shards | 30.0 images/s |",
         "| training, fcrn-dense/4, 384x384, batch 8, 2 threads, from shards | 7.5 images/s |",
     ]
+
+
+def test_photo_scale_validation_set_enlarges_images_and_quads_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cv2
+    import numpy as np
+
+    from synthloc.data.icdar import read_icdar_gt, write_icdar_gt
+
+    accuracy = _script("accuracy", monkeypatch)
+    source = tmp_path / "src"
+    (source / "images").mkdir(parents=True)
+    (source / "gt").mkdir()
+    image = np.zeros((60, 90, 3), np.uint8)
+    image[20:30, 10:40] = 255  # a white "word"
+    cv2.imwrite(str(source / "images" / "a.png"), image)
+    quad = np.array([[[10, 20], [40, 20], [40, 30], [10, 30]]], np.float64)
+    write_icdar_gt(source / "gt" / "gt_a.txt", quad, ["WORD"])
+    accuracy._enlarge_icdar_folder(source, tmp_path / "out", 2.0)
+    big = cv2.imread(str(tmp_path / "out" / "images" / "a.png"))
+    assert big.shape == (120, 180, 3)
+    gt = read_icdar_gt(tmp_path / "out" / "gt" / "gt_a.txt")
+    assert gt.words == ["WORD"]
+    assert np.array_equal(gt.quads[0], quad[0] * 2)
+    ys, xs = np.nonzero(big[..., 0] > 128)
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (20, 40, 80, 60)
+    assert accuracy.PHOTO_UPSCALE == pytest.approx(1280 / 768)
