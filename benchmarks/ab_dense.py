@@ -161,38 +161,55 @@ def _run(command: list[str], log: Path) -> str:
     return done.stdout
 
 
-def report(arms: list[str], val_count: int, test_count: int, threads: int) -> None:
-    """Tune each arm on synthetic validation, score it, print one table."""
+def report(
+    arms: list[str], val_count: int, test_count: int, threads: int, val_engine: str = "paper"
+) -> None:
+    """Tune each arm on synthetic validation, score it, print one table.
+
+    ``val_engine``: the validation set settings are chosen on (tune_detect.py ``--engine``):
+    "paper" (512 px images of the paper's engine, the first protocol) or "photo" (the current
+    engine with ICDAR 2015 word heights at the photos' resolution); files of the "photo"
+    protocol get a ``_photo`` suffix.
+    """
     bench = ROOT / "benchmarks"
     rows = []
+    suffix = "" if val_engine == "paper" else f"_{val_engine}"
     for arm in arms:
         out = RUNS / arm
         grid = TUNING["lite" if arm == "lite" else "dense"]
-        tuned = out / "tuned.pt"
+        if val_engine == "photo" and arm != "lite":
+            grid = {**grid, "single": ["0.5", "0.75", "1.0", "1.25", "1.5"]}
+            grid["multi"] = ["0.5,0.75,1.0", "0.75,1.0"]
+        tuned = out / f"tuned{suffix}.pt"
         common = [
             "--count",
             str(val_count),
             "--set-dir",
-            str(RUNS / "val"),
+            str(RUNS / f"val{suffix}"),
+            "--engine",
+            val_engine,
             "--threads",
             str(threads),
         ]
         common += ["--thresholds", *grid["thresholds"], "--min-sizes", *grid["min_sizes"]]
         tune = [sys.executable, str(bench / "tune_detect.py")]
+        # The run's last checkpoint (EMA weights), or a model file kept from it (model.pt).
+        source = (
+            ["--checkpoint", str(out / "last.pt"), "--weights", "ema"]
+            if (out / "last.pt").is_file()
+            else ["--model", str(out / "model.pt")]
+        )
         _run(
             [
                 *tune,
-                "--checkpoint",
-                str(out / "last.pt"),
-                "--weights",
-                "ema",
+                *source,
                 *common,
                 "--scales",
                 *grid["single"],
                 "--write",
                 str(tuned),
             ],
-            out / "tune_single.log",
+            out / f"tune_single{suffix}.log",
         )
         _run(
             [
@@ -207,9 +224,9 @@ def report(arms: list[str], val_count: int, test_count: int, threads: int) -> No
                 "--write",
                 str(tuned),
             ],
-            out / "tune_multi.log",
+            out / f"tune_multi{suffix}.log",
         )
-        figures_path = out / "accuracy.json"
+        figures_path = out / f"accuracy{suffix}.json"
         _run(
             [
                 sys.executable,
@@ -225,7 +242,7 @@ def report(arms: list[str], val_count: int, test_count: int, threads: int) -> No
                 "--json",
                 str(figures_path),
             ],
-            out / "accuracy.log",
+            out / f"accuracy{suffix}.log",
         )
         budget = json.loads((out / "budget.json").read_text())
         rows.append((arm, budget, json.loads(figures_path.read_text())))
@@ -263,11 +280,17 @@ def main() -> None:
     score.add_argument("--val-count", type=int, default=100)
     score.add_argument("--test-count", type=int, default=200)
     score.add_argument("--threads", type=int, default=2)
+    score.add_argument(
+        "--val-engine",
+        choices=("paper", "photo"),
+        default="paper",
+        help="validation set the settings are tuned on (tune_detect.py --engine)",
+    )
     args = parser.parse_args()
     if args.command == "train":
         train(args.arm, args.cpu_minutes, args.poll)
     else:
-        report(args.arms, args.val_count, args.test_count, args.threads)
+        report(args.arms, args.val_count, args.test_count, args.threads, args.val_engine)
 
 
 if __name__ == "__main__":
