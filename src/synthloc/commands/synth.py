@@ -46,6 +46,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthloc.commands import add_set_option
+
 if TYPE_CHECKING:
     from synthloc.synth.config import SynthConfig
 
@@ -143,12 +145,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the paper's engine: every part added for real photos (sign panels, learned "
         "colours, scene-text lexicon, camera degradations, negatives) off",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+    add_set_option(
+        parser,
         help="set an engine option (a SynthConfig field, value parsed as YAML; repeatable), "
         "applied after --paper, e.g. --set camera=false --set p_sign=0.5",
     )

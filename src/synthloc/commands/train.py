@@ -29,6 +29,8 @@ import signal
 import sys
 from pathlib import Path
 
+from synthloc.commands import add_set_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file with (part of) the training config")
@@ -42,14 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start a new run in an --out folder that holds one, deleting its checkpoints, "
         "model files, config and metrics (without it such a folder is refused)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by dotted path (repeatable)",
-    )
+    add_set_option(parser)
     parser.add_argument("--steps", type=int, help="total optimiser steps")
     parser.add_argument(
         "--stop-at-step",

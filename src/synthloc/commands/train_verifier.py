@@ -20,6 +20,8 @@ import signal
 import sys
 from pathlib import Path
 
+from synthloc.commands import add_set_option
+
 _SIGNAL_EXIT = {name: 128 + int(getattr(signal, name)) for name in ("SIGTERM", "SIGINT")}
 
 
@@ -38,14 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="run seed")
     parser.add_argument("--device", help="auto (default), cpu, cuda, ...")
     parser.add_argument("--threads", type=int, help="torch CPU threads for this process")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by dotted path (repeatable)",
-    )
+    add_set_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

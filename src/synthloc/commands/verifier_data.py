@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from synthloc.commands import add_set_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (created; resumable)")
@@ -40,14 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", metavar="MODEL", help="first-stage model for hard negatives")
     parser.add_argument("--detector-threshold", type=float, help="its (low) threshold")
     parser.add_argument("--real-words", metavar="DIR", help="ICDAR word crops with coords.txt")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by dotted path (repeatable)",
-    )
+    add_set_option(parser)
     parser.add_argument("--threads", type=int, help="torch CPU threads for the first stage")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
