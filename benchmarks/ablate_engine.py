@@ -12,7 +12,8 @@ the noise of one arm::
     python benchmarks/ablate_engine.py run old new no-camera     # data/ablate/<arm>/
     python benchmarks/ablate_engine.py report --json training/ablate_engine/results.json
 
-``run`` skips arms that already hold a result, so a stopped run resumes arm by arm.
+``run`` skips arms that already hold a result, so a stopped run resumes arm by arm. ``report``
+at another setting (``--scale 0.75 --threshold 0.7``) scores every finished arm at it too.
 """
 
 from __future__ import annotations
@@ -112,20 +113,8 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, object]:
     _run(command, log)
     train_s = time.time() - start
 
-    from accuracy import score_folder  # late: the steps above need no torch in this process
-
-    from synthloc.detect import Detector
-
-    detector = Detector.load(
-        run / "model.pt",
-        scales=[args.scale],
-        threshold=args.threshold,
-        min_size=args.min_size,
-        backend=args.backend,
-        num_threads=args.threads,
-    )
     start = time.time()
-    figures = score_folder(detector, args.icdar)
+    figures = score(run / "model.pt", out, args)
     result: dict[str, object] = {
         "arm": arm,
         "engine_flags": [str(f).replace(str(SHARED), "../shared/data") for f in ARMS[arm]],
@@ -137,49 +126,59 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, object]:
         "synth_s": round(synth_s, 1),
         "train_s": round(train_s, 1),
         "score_s": round(time.time() - start, 1),
-        "dev": {k: round(v, 4) for k, v in figures.items()},
+        "dev": figures,
     }
     result_path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result), flush=True)
     return result
 
 
-def score_init(args: argparse.Namespace) -> dict[str, object]:
-    """The initial model itself at the same setting: the row every arm starts from."""
-    from accuracy import score_folder
+def _tag(args: argparse.Namespace) -> str:
+    return f"{args.scale:g}_{args.threshold:g}_{args.min_size:g}"
+
+
+def score(model: Path, folder: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Dev P/R/F of ``model`` at the setting of ``args`` (kept in ``folder/score_<setting>``)."""
+    path = folder / f"score_{_tag(args)}.json"
+    if path.is_file():
+        return dict(json.loads(path.read_text()))
+    from accuracy import score_folder  # late: the steps of run_arm need no torch here
 
     from synthloc.detect import Detector
 
-    path = RUNS / "init.json"
-    if path.is_file():
-        return dict(json.loads(path.read_text()))
     detector = Detector.load(
-        args.init,
+        model,
         scales=[args.scale],
         threshold=args.threshold,
         min_size=args.min_size,
         backend=args.backend,
         num_threads=args.threads,
     )
-    figures = score_folder(detector, args.icdar)
-    result: dict[str, object] = {"arm": "init", "steps": 0, "dev": figures}
-    RUNS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    figures = {k: round(v, 4) for k, v in score_folder(detector, args.icdar).items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=1) + "\n")
+    return figures
 
 
 def report(args: argparse.Namespace) -> None:
-    rows: list[dict[str, Any]] = [score_init(args)]
-    rows += [
-        json.loads((RUNS / arm / "result.json").read_text())
-        for arm in ARMS
-        if (RUNS / arm / "result.json").is_file()
-    ]
+    """One row per finished arm (and the initial model) at the setting of ``args``; arms
+    trained with another scoring setting are scored at this one (and kept)."""
+    rows: list[dict[str, Any]] = [{"arm": "init", "steps": 0, "dev": score(args.init, RUNS, args)}]
+    for arm in ARMS:
+        if (RUNS / arm / "result.json").is_file():
+            row = json.loads((RUNS / arm / "result.json").read_text())
+            setting = {"scale": args.scale, "threshold": args.threshold, "min_size": args.min_size}
+            if row["setting"] != setting:  # scored at another setting when it ran
+                row["dev"] = score(RUNS / arm / "run" / "model.pt", RUNS / arm, args)
+                row["setting"] = setting
+            rows.append(row)
+    print(
+        f"setting: scale {args.scale:g}, threshold {args.threshold:g}, min size {args.min_size:g}"
+    )
     print("| arm | engine flags | steps | dev P | dev R | dev F | R <16 / 16-32 / >32 px |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         dev = row["dev"]
-        assert isinstance(dev, dict)
         flags = " ".join(str(f) for f in row.get("engine_flags", [])) or "-"
         print(
             f"| {row['arm']} | `{flags}` | {row['steps']} | {dev['precision']:.3f} | "
