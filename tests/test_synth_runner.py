@@ -270,3 +270,17 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main([*args[:4], str(tmp_path / "x"), "--backgrounds", str(tmp_path / "none")])
     assert code == 2
     assert "no background images" in capsys.readouterr().err
+
+
+def test_icdar_resume_keeps_images_without_words(tmp_path: Path) -> None:
+    """An image without words has an empty GT file; resuming must not render it again."""
+    config = SynthConfig(size=128, p_no_text=1.0)  # every image a negative
+    first = run(tmp_path / "icdar", count=4, fmt="icdar", config=config, shard_size=2)
+    gts = sorted((tmp_path / "icdar" / "gt").glob("gt_*.txt"))
+    assert first.rendered == 4 and len(gts) == 4
+    assert all(p.stat().st_size == 0 for p in gts)
+    again = run(tmp_path / "icdar", count=4, fmt="icdar", config=config, shard_size=2)
+    assert again.rendered == 0 and again.resumed == 4
+    gts[0].unlink()  # a missing GT file is still re-rendered
+    third = run(tmp_path / "icdar", count=4, fmt="icdar", config=config, shard_size=2)
+    assert third.rendered == 2 and gts[0].is_file()

@@ -150,9 +150,13 @@ class IcdarFolder:
 
     def verify(self, stats: ShardStats) -> str | None:
         for index in range(stats.first_sample, stats.first_sample + stats.samples):
-            for name in self._names(index):
-                if not self.store.size(name):
-                    return f"{self.store.path(name)} missing or empty"
+            image_name, gt_name = self._names(index)
+            if not self.store.size(image_name):
+                return f"{self.store.path(image_name)} missing or empty"
+            # An image without words has an empty GT file (written atomically, so an empty
+            # file is a complete one).
+            if self.store.size(gt_name) is None:
+                return f"{self.store.path(gt_name)} missing"
         return None
 
     def finish(self, shards: Sequence[ShardStats]) -> None:
