@@ -10,6 +10,12 @@ never a training or test seed), scores every combination of ``--scales`` sets,
 ``Detector.load`` and ``synthloc detect`` use as their defaults, or with ``--key
 detect_multiscale`` in ``extra["detect_multiscale"]``, the multi-scale setting that
 benchmarks/accuracy.py reports. Real photos are never used here.
+
+``--engine photo`` tunes on the current engine's images enlarged so that words have the pixel
+heights of ICDAR 2015 photos at their own resolution (accuracy.py's ``PHOTO_UPSCALE``): use it
+for a model meant for such photos, because a scale factor chosen on the 512 px sets (larger
+words) does not carry over. For fcrn-dense after one CPU-hour it chose 0.75 where the paper set
+chose 1.5, and dev F rose from 0.349 to 0.401 at half the cost (docs/ab_dense.md).
 """
 
 from __future__ import annotations
