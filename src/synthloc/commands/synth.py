@@ -36,7 +36,7 @@ examples:
   synthloc synth --backgrounds dset.h5 --count 1000 --out data/synth_dset --workers 2
   synthloc synth --count 100000 --out s3://bucket/synth --dask tcp://scheduler:8786
   synthloc synth --backgrounds photos/ --count 1000 --out data/synth_paper --paper
-  synthloc synth --backgrounds photos/ --count 1000 --out data/no_camera --set camera=false
+  synthloc synth --backgrounds photos/ --count 1000 --out data/blurred --set camera=true
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_set_option(
         parser,
         help="set an engine option (a SynthConfig field, value parsed as YAML; repeatable), "
-        "applied after --paper, e.g. --set camera=false --set p_sign=0.5",
+        "applied after --paper, e.g. --set camera=true --set p_sign=0.5",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
