@@ -52,17 +52,23 @@ def make_synthetic_set(
 
     ``engine``: "paper" (the engine's paper configuration, ``SynthConfig(paper=True)``: the
     set every figure in the README and model card was measured on), "current" (the engine's
-    defaults, with the parts added for real photos) or "photo" (the current engine's images
-    and quads enlarged by :data:`PHOTO_UPSCALE`, so that words have the pixel heights they have
-    in ICDAR 2015 photos at their own resolution: a scale factor chosen on this set carries
-    over to such photos, which one chosen on the 512 px sets does not).
+    defaults, with the parts added for real photos) or "photo" (the current engine's images,
+    camera degradations on, and quads enlarged by :data:`PHOTO_UPSCALE`, so that words have
+    the pixel heights they have in ICDAR 2015 photos at their own resolution: a scale factor
+    chosen on this set carries over to such photos, which one chosen on the 512 px sets does
+    not).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     backgrounds = SHARED / "backgrounds"
     corpus = SHARED / "text"
     config = SynthConfig(
-        size=size, corpus=str(corpus) if corpus.is_dir() else None, paper=engine == "paper"
+        size=size,
+        corpus=str(corpus) if corpus.is_dir() else None,
+        paper=engine == "paper",
+        # The photo set keeps the camera degradations (blur, noise, JPEG), off by default for
+        # training since the engine ablation: validation images look more like photos with them.
+        camera=engine == "photo",
     )
     rendered = out / "rendered" if engine == "photo" else out
     synthesize(
