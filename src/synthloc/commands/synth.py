@@ -157,9 +157,8 @@ def engine_config(args: argparse.Namespace) -> SynthConfig:
     """The engine's config from the flags: --size, --corpus, --fonts, --paper, then --set."""
     import dataclasses
 
-    import yaml
-
     from synthloc.synth.config import PAPER_SETTINGS, SynthConfig
+    from synthloc.train_config import apply_overrides
 
     values: dict[str, Any] = {
         "size": args.size,
@@ -169,18 +168,16 @@ def engine_config(args: argparse.Namespace) -> SynthConfig:
     }
     if not args.overrides:
         return SynthConfig(paper=args.paper, **values)
+    values = dataclasses.asdict(SynthConfig(**values))
     if args.paper:
         # paper=True would overwrite the --set options, so the preset is spelled out instead.
         values.update(PAPER_SETTINGS)
-    names = {f.name for f in dataclasses.fields(SynthConfig)} - {"paper", "size"}
+    names = set(values) - {"paper", "size"}
     for item in args.overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep:
-            raise ValueError(f"--set {item!r} is not of the form KEY=VALUE")
-        if key not in names:
+        key = item.partition("=")[0].strip()
+        if "=" in item and key not in names:
             raise ValueError(f"--set {item!r}: unknown engine option {key!r}")
-        values[key] = yaml.safe_load(raw) if raw.strip() else None
+    apply_overrides(values, args.overrides)  # YAML values, as `synthloc train --set`
     if values.get("sprite_dir"):
         values["sprite_dir"] = str(Path(values["sprite_dir"]).resolve())
     try:
