@@ -57,6 +57,14 @@ ARMS: dict[str, list[str]] = {
     ],
     "dense-scratch": DENSE,
     "dense-imagenet": [*DENSE, "backbone_init=imagenet"],
+    # Issue #15's whole-engine test: dense-imagenet on shards of the current engine
+    # (`synthloc synth ... --count 12000 --seed 1 --out data/shards_new_s1`, default
+    # settings) instead of the paper engine's data/shards_s1; everything else equal.
+    "dense-imagenet-new": [
+        *DENSE,
+        "backbone_init=imagenet",
+        "data.sources.0.path=data/shards_new_s1",
+    ],
 }
 # Detection settings searched on synthetic validation (tune_detect.py): scales are factors of
 # the image size, so a choice means the same text magnification on any photo.
