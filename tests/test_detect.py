@@ -19,13 +19,19 @@ from synthloc import detect as detect_module
 from synthloc.cli import main
 from synthloc.data.icdar import read_icdar_results
 from synthloc.detect import (
+    DEFAULT_MODEL,
+    SHIPPED_MODELS,
     Detection,
     Detector,
     ImageReadError,
     NoDefaultModelError,
+    ShippedModel,
     list_images,
     load_image,
     resized_size,
+    resolve_model,
+    shipped,
+    shipped_files,
     submission_quads,
     validate_scales,
     write_outputs,
@@ -385,12 +391,31 @@ def test_an_inference_failure_is_reported_against_its_image(tmp_path: Path) -> N
 
 
 def test_no_default_model_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        detect_module, "DEFAULT_MODEL_RESOURCE", ("assets", "models", "no-such-model.pt")
-    )
-    with pytest.raises(NoDefaultModelError, match="no default model"):
+    missing = ShippedModel(DEFAULT_MODEL, "no-such-model.pt", None, "absent from this build")
+    monkeypatch.setitem(shipped.SHIPPED_MODELS, DEFAULT_MODEL, missing)
+    with pytest.raises(NoDefaultModelError, match=f"no '{DEFAULT_MODEL}' model is shipped"):
         Detector.load()
     assert main(["detect", "x.jpg", "--out", "unused"]) == 2
+
+
+def test_shipped_models_load_by_name_and_are_listed_in_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert set(SHIPPED_MODELS) >= {"fcrn-dense", "fcrn-lite-paper"}
+    for name in SHIPPED_MODELS:
+        path, _ = shipped_files(name)
+        assert path.is_file() and path.stat().st_size > 1_000_000
+    paper = Detector.load("fcrn-lite-paper", backend="torch")
+    default = Detector.load(backend="torch")
+    assert paper.stride == 32 and default.stride == 4
+    assert resolve_model(None)[0] == shipped_files(DEFAULT_MODEL)[0]
+    with pytest.raises(FileNotFoundError, match="fcrn-lite-paper"):
+        Detector.load("no-such-name")
+    with pytest.raises(SystemExit):
+        main(["detect", "--help"])
+    help_text = capsys.readouterr().out
+    assert all(name in help_text for name in SHIPPED_MODELS)
+    assert f"{DEFAULT_MODEL} (default)" in help_text
 
 
 def test_list_images_natural_order_and_icdar_root(tmp_path: Path) -> None:

@@ -62,14 +62,14 @@ def run_demo(
     count: int = 8,
     seed: int = 2016,
     size: int = 512,
-    model: Path | None = None,
+    model: str | Path | None = None,
     progress: bool = True,
     detector: Detector | None = None,
 ) -> DemoResult:
     """Synthesize ``count`` images, detect, evaluate (ICDAR 2015 protocol) and write a report.
 
-    ``model`` None uses the model shipped in the package; an already loaded ``detector``
-    is used instead when given. Returns the report paths and metrics.
+    ``model``: a model file or shipped model name; None uses the default shipped model; an
+    already loaded ``detector`` is used instead when given. Returns the report paths and metrics.
     """
     from synthloc.detect import Detector, load_image
     from synthloc.evaluate import evaluate_ic15

@@ -25,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"image long side, {MIN_SIZE} to {MAX_SIZE} (default 512)",
     )
     parser.add_argument(
-        "--model", type=Path, default=None, help="model file (default: the shipped model)"
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
+        help="model file or shipped model name, e.g. fcrn-lite-paper (default: the default "
+        "shipped model)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

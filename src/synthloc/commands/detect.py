@@ -62,14 +62,18 @@ def _unit_float(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from synthloc.detect.shipped import models_help
+
+    parser.epilog = f"shipped models (--model NAME):\n{models_help()}"
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     parser.add_argument(
         "--model",
-        type=Path,
         default=None,
-        help="model file (.pt from `synthloc train`, e.g. runs/exp/best_model.pt, or .onnx "
-        "from `synthloc export`); default: the model shipped with the package",
+        metavar="NAME|PATH",
+        help="a shipped model's name (listed below) or a model file (.pt from `synthloc "
+        "train`, e.g. runs/exp/best_model.pt, or .onnx from `synthloc export`); default: "
+        "the default shipped model",
     )
     parser.add_argument(
         "--scales",
@@ -217,12 +221,8 @@ def _skip_notes(folder: Path, skipped: list[tuple[Path, str]], recursive: bool) 
     return lines
 
 
-def _file_digest(path: Path | None) -> str:
+def _file_digest(path: Path) -> str:
     """SHA-256 of the model file (prefix), so results record which weights made them."""
-    if path is None:
-        from synthloc.detect import default_model_path
-
-        path = default_model_path()
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -237,8 +237,8 @@ def run(args: argparse.Namespace) -> int:
     from synthloc.commands.checks import out_folder_problem
     from synthloc.detect import (
         Detector,
-        default_verifier_path,
         output_paths,
+        resolve_model,
         settings_match,
         write_outputs,
     )
@@ -264,11 +264,13 @@ def run(args: argparse.Namespace) -> int:
             verify=not args.no_verify,
             verify_threshold=args.verify_threshold,
         )
-        model_digest = _file_digest(args.model)
+        model_path, shipped_verifier = resolve_model(args.model)
+        model_digest = _file_digest(model_path)
         verifier = detector.verifier
+        verifier_path = shipped_verifier if args.verifier is None else args.verifier
         verifier_digest = (
-            _file_digest(args.verifier if args.verifier is not None else default_verifier_path())
-            if verifier is not None
+            _file_digest(verifier_path)
+            if verifier is not None and verifier_path is not None
             else None
         )
     except (FileNotFoundError, ValueError) as exc:

@@ -43,10 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output file, e.g. model.onnx")
     parser.add_argument(
         "--model",
-        type=Path,
         default=None,
-        help="model file from `synthloc train`, e.g. runs/exp/best_model.pt (default: the model "
-        "shipped with the package)",
+        metavar="NAME|PATH",
+        help="model file from `synthloc train`, e.g. runs/exp/best_model.pt, or a shipped "
+        "model's name, e.g. fcrn-lite-paper (default: the default shipped model)",
     )
     parser.add_argument(
         "--verifier",
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from synthloc.atomic import atomic_path
     from synthloc.commands.checks import out_file_problem
-    from synthloc.detect import NoDefaultModelError, default_model_path
+    from synthloc.detect import resolve_model
     from synthloc.export import (
         MAX_OPSET,
         MIN_OPSET,
@@ -100,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
     if args.verifier is not None:
         return _export_verifier(args)
     try:
-        model_path = default_model_path() if args.model is None else args.model
+        model_path = resolve_model(args.model)[0]
         model, extra = load_model_with_extra(model_path)
-    except (NoDefaultModelError, FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     detect_defaults = extra.get("detect") if isinstance(extra.get("detect"), dict) else None

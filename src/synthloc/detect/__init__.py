@@ -29,13 +29,12 @@ corners at integers, quads clockwise from the top-left.  Images are RGB ``uint8 
 
 Modules: ``images`` (decode files, list folders, scale arithmetic), ``backends`` (PyTorch and
 onnxruntime runners), ``detector`` (the :class:`Detector`), ``verifier`` (the second stage),
-``outputs`` (result files).
-This package re-exports their public names and locates the model shipped with the package.
+``outputs`` (result files), ``shipped`` (the models shipped in the package, by name).
+This package re-exports their public names.
 """
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from synthloc.detect.detector import (
@@ -70,6 +69,15 @@ from synthloc.detect.outputs import (
     submission_quads,
     write_outputs,
 )
+from synthloc.detect.shipped import (
+    DEFAULT_MODEL,
+    SHIPPED_MODELS,
+    NoDefaultModelError,
+    ShippedModel,
+    models_help,
+    resolve_model,
+    shipped_files,
+)
 from synthloc.detect.verifier import (
     DEFAULT_VERIFY_THRESHOLD,
     VerifierStage,
@@ -77,32 +85,16 @@ from synthloc.detect.verifier import (
     load_verifier_stage,
 )
 
-# Where a package build ships its default weights (``Detector.load(None)``).
-DEFAULT_MODEL_RESOURCE = ("assets", "models", "default.pt")
-
-
-class NoDefaultModelError(FileNotFoundError):
-    """This build of synthloc ships no default model weights."""
-
 
 def default_model_path() -> Path:
-    """The default weights shipped inside the package; raises if this build has none."""
-    resource = resources.files("synthloc")
-    for part in DEFAULT_MODEL_RESOURCE:
-        resource = resource / part
-    if not resource.is_file():
-        raise NoDefaultModelError(
-            "no default model is shipped with this build of synthloc yet "
-            f"(expected synthloc/{'/'.join(DEFAULT_MODEL_RESOURCE)}); pass a model path, "
-            "e.g. Detector.load('runs/exp/best_model.pt') or `--model runs/exp/best_model.pt`"
-        )
-    return Path(str(resource))
+    """The default model's weights shipped inside the package; raises if this build has none."""
+    return shipped_files(DEFAULT_MODEL)[0]
 
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MIN_SIZE",
-    "DEFAULT_MODEL_RESOURCE",
+    "DEFAULT_MODEL",
     "DEFAULT_NMS_IOU",
     "DEFAULT_SCALES",
     "DEFAULT_THRESHOLD",
@@ -110,6 +102,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_SCALE_FACTOR",
     "PRESETS",
+    "SHIPPED_MODELS",
     "Detection",
     "Detector",
     "FolderListing",
@@ -117,6 +110,7 @@ __all__ = [
     "ImageReadError",
     "ImageResult",
     "NoDefaultModelError",
+    "ShippedModel",
     "VerifierStage",
     "_as_image",
     "default_model_path",
@@ -126,10 +120,13 @@ __all__ = [
     "list_images",
     "load_image",
     "load_verifier_stage",
+    "models_help",
     "output_paths",
     "resized_size",
+    "resolve_model",
     "scan_images",
     "settings_match",
+    "shipped_files",
     "submission_quads",
     "validate_scales",
     "write_outputs",

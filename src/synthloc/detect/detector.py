@@ -27,7 +27,8 @@ from synthloc.detect.images import (
     validate_scales,
 )
 from synthloc.detect.onnx_cache import onnx_copy
-from synthloc.detect.verifier import VerifierStage, default_verifier_path, load_verifier_stage
+from synthloc.detect.shipped import resolve_model
+from synthloc.detect.verifier import VerifierStage, load_verifier_stage
 from synthloc.geometry import quad_to_rbox
 from synthloc.model import (
     decode_dense_predictions,
@@ -208,8 +209,10 @@ class Detector:
     ) -> Detector:
         """Load a detector from a synthloc model file (``.pt``) or an exported ``.onnx`` file.
 
-        path: None means the default model shipped with the package (a clear
-            :class:`NoDefaultModelError` if this build has none).
+        path: a model file, the name of a model shipped with the package
+            (:data:`synthloc.detect.shipped.SHIPPED_MODELS`, e.g. "fcrn-lite-paper"), or None
+            for the default shipped model (a clear :class:`NoDefaultModelError` if this build
+            lacks it). An existing file wins over a name.
         backend: "auto" (default: onnxruntime on a CPU, where it is the faster engine, and
             PyTorch on CUDA), "torch" or "onnxruntime". A ``.onnx`` path always uses
             onnxruntime; a ``.pt`` path run with onnxruntime is exported to ONNX once and the
@@ -223,8 +226,8 @@ class Detector:
             (``extra["detect"]``, written by ``benchmarks/tune_detect.py``) or "multiscale"
             (``extra["detect_multiscale"]``; a clear error if the file has none).
         verifier: a verifier file (``.pt`` or ``.onnx``) run on the candidates; None = the
-            verifier shipped with the package when ``path`` is the shipped model too (and this
-            build has one), else none. verify: False skips the second stage altogether.
+            verifier shipped beside a shipped model (when it has one), else none.
+            verify: False skips the second stage altogether.
         verify_threshold: minimum text probability; None = the verifier file's
             recommendation, else 0.5. With a verifier, a ``threshold`` not given comes from
             the verifier file's ``first_stage_threshold`` when it has one (the first stage
@@ -236,15 +239,7 @@ class Detector:
             backend = "torch" if _pick_device(device).type != "cpu" else "onnxruntime"
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-        if path is None:
-            # Looked up through the package, where the shipped model's location is defined.
-            from synthloc.detect import default_model_path
-
-            model_path = default_model_path()
-        else:
-            model_path = Path(path)
-        if not model_path.is_file():
-            raise FileNotFoundError(f"{model_path}: model file not found")
+        model_path, shipped_verifier = resolve_model(path)
         requested = {
             "scales": scales,
             "threshold": threshold,
@@ -253,9 +248,7 @@ class Detector:
         }
         stage: VerifierStage | None = None
         if verify:
-            verifier_path = default_verifier_path() if verifier is None and path is None else None
-            if verifier is not None:
-                verifier_path = Path(verifier)
+            verifier_path = shipped_verifier if verifier is None else Path(verifier)
             if verifier_path is not None:
                 onnx = backend == "onnxruntime" or model_path.suffix.lower() == ".onnx"
                 stage, hints = load_verifier_stage(

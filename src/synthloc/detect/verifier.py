@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,20 @@ import torch
 from torch import nn
 
 from synthloc.detect.backends import _Backend, _OnnxBackend, _pick_device, _TorchBackend
+from synthloc.detect.shipped import DEFAULT_MODEL, NoDefaultModelError, shipped_files
 from synthloc.model import fold_batchnorm, preprocess
 from synthloc.verify.crops import apply_offsets, rectify
 
 DEFAULT_VERIFY_THRESHOLD = 0.5
 DEFAULT_VERIFY_BATCH = 64
-# Where a package build ships its default verifier, beside the default detector.
-DEFAULT_VERIFIER_RESOURCE = ("assets", "models", "verifier.pt")
 
 
 def default_verifier_path() -> Path | None:
-    """The verifier shipped inside the package, or None when this build has none."""
-    resource = resources.files("synthloc")
-    for part in DEFAULT_VERIFIER_RESOURCE:
-        resource = resource / part
-    return Path(str(resource)) if resource.is_file() else None
+    """The default model's verifier shipped inside the package, or None when it has none."""
+    try:
+        return shipped_files(DEFAULT_MODEL)[1]
+    except NoDefaultModelError:
+        return None
 
 
 class VerifierStage:
