@@ -9,6 +9,10 @@ Runs, each in its own process (so thread settings and caches do not leak between
   synth_speed.py   engine images/s per core at 512 px, default config
   train_speed.py   training images/s at 384x384, 2 threads: fcrn-lite (batch 16) and
                    fcrn-dense at stride 4 and 8 (batch 8)
+  compare.py       the default shipped model, the paper's configuration and RapidOCR's text
+                   detector on the same ICDAR 2015 dev photos, 2 threads: P/R/F, images/s and
+                   the ratio vs RapidOCR (a second table; results.json files from before this
+                   step have no "compare" key and give the first table alone)
 
 Writes benchmarks/results.json and benchmarks/results.md; with --readme, also replaces the part
 of README.md between the results markers. No figure in the table is typed by hand.
@@ -27,6 +31,8 @@ import time
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
+
+from compare import markdown_table as compare_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -105,6 +111,19 @@ def table(results: dict[str, Any]) -> str:
                     f"{_fmt(figures[source]['images_per_s'], 1)} images/s |"
                 )
     meta = results["meta"]
+    comparison = results.get("compare")
+    if comparison is not None:
+        lines.append("")
+        lines.append(
+            compare_table(
+                comparison["results"],
+                f"detector, ICDAR 2015 dev ({comparison['images']} photos, "
+                f"{comparison['threads']} threads)",
+            )
+        )
+        if not comparison.get("rapidocr", True):
+            lines.append("")
+            lines.append("RapidOCR was not installed for this run: no RapidOCR row or ratio.")
     lines.append("")
     lines.append(
         f"Measured by `python benchmarks/report.py` on {meta['date']} ({meta['machine']}, "
@@ -131,6 +150,16 @@ def main() -> None:
         )
 
     model_args = [] if args.model is None else ["--model", str(args.model)]
+    # compare.py's first synthloc row is the model under report; the second the paper's.
+    compare_models = (
+        []
+        if args.model is None
+        else [
+            "--models",
+            f"synthloc {args.model.name}={args.model}",
+            "synthloc paper=fcrn-lite-paper",
+        ]
+    )
     quick = args.quick
     results: dict[str, Any] = {
         "accuracy": run_json(
@@ -142,6 +171,10 @@ def main() -> None:
         "synth_speed": run_json("synth_speed.py", ["--count", "20" if quick else "40"]),
         "train_speed": run_json(
             "train_speed.py", ["--steps", "3", "--repeats", "1"] if quick else ["--repeats", "3"]
+        ),
+        "compare": run_json(
+            "compare.py",
+            [*compare_models, *(["--count", "20", "--repeats", "1"] if quick else [])],
         ),
     }
     results["meta"] = {

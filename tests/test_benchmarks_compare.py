@@ -1,0 +1,154 @@
+"""benchmarks/compare.py, figure.py and report.py's comparison table, without models or data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from synthloc.data.icdar import IcdarGT
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def _script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # Scripts import their neighbours (compare imports accuracy), as when run directly.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def compare(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _script("compare", monkeypatch)
+
+
+def test_rapidocr_boxes_become_float_quads_with_unit_scores(compare: ModuleType) -> None:
+    for empty in (None, np.array([]), np.zeros((0, 4, 2), np.int32)):
+        quads, scores = compare.rapidocr_boxes(empty)
+        assert quads.shape == (0, 4, 2) and scores.shape == (0,)
+    boxes = np.array([[[1, 2], [30, 2], [30, 12], [1, 12]]] * 3, np.int32)
+    quads, scores = compare.rapidocr_boxes(boxes)
+    assert quads.dtype == np.float32 and quads.shape == (3, 4, 2)
+    assert np.array_equal(quads, boxes.astype(np.float32))
+    assert scores.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_parse_models(compare: ModuleType) -> None:
+    assert compare.parse_models(["ours=", "paper = fcrn-lite-paper"]) == {
+        "ours": None,
+        "paper": "fcrn-lite-paper",
+    }
+    for bad in (["no-equals"], ["=path.pt"], ["a=x", "a=y"], [f"{compare.RAPIDOCR}=x"]):
+        with pytest.raises(ValueError):
+            compare.parse_models(bad)
+
+
+def test_describe_scales_tells_factors_from_long_sides(compare: ModuleType) -> None:
+    assert compare.describe_scales([1.5]) == "scale 1.5x"
+    assert compare.describe_scales([512.0, 768.0]) == "long side 512, 768"
+
+
+def test_compare_scores_times_and_ratios(compare: ModuleType) -> None:
+    word = np.array([[10, 10], [50, 10], [50, 20], [10, 20]], np.float32)
+    photos = [
+        compare.Photo(f"img_{k}", np.zeros((40, 60, 3), np.uint8), IcdarGT(word[None], ["A"]))
+        for k in (1, 2)
+    ]
+    calls: list[tuple[str, int]] = []
+
+    def finds_the_word(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(("good", image.shape[0]))
+        return word[None].copy(), np.ones(1, np.float32)
+
+    def finds_nothing(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(("none", image.shape[0]))
+        return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
+
+    methods = [
+        compare.Method("good", finds_the_word, "RGB", {}),
+        compare.Method(compare.RAPIDOCR, finds_nothing, "BGR", {}),
+    ]
+    results, found = compare.compare(methods, photos, repeats=2)
+    # One warm-up image each, then two passes over both photos, interleaved.
+    assert [name for name, _ in calls] == ["good", "none"] + ["good"] * 2 + ["none"] * 2 + [
+        "good"
+    ] * 2 + ["none"] * 2
+    assert (results["good"]["precision"], results["good"]["recall"]) == (1.0, 1.0)
+    assert results[compare.RAPIDOCR]["recall"] == 0.0
+    assert results[compare.RAPIDOCR]["ratio_vs_rapidocr"] == 1.0
+    good = results["good"]
+    assert good["ratio_vs_rapidocr"] == pytest.approx(
+        good["images_per_s"] / results[compare.RAPIDOCR]["images_per_s"]
+    )
+    assert len(good["runs"]) == 2 and len(found["good"]) == 2
+
+
+def test_saved_detections_round_trip(compare: ModuleType, tmp_path: Path) -> None:
+    quads = np.array([[[1.234, 2], [30, 2], [30, 12.5], [1, 12]]], np.float32)
+    boxes = [(quads, np.array([0.75], np.float32)), compare.rapidocr_boxes(None)]
+    path = compare.save_detections(tmp_path, "RapidOCR det", {}, ["img_1", "img_2"], boxes)
+    assert path.name == "rapidocr-det.json"
+    loaded = compare.load_detections(path)
+    assert np.allclose(loaded["img_1"][0], quads, atol=0.005)
+    assert loaded["img_1"][1].tolist() == [0.75]
+    assert loaded["img_2"][0].shape == (0, 4, 2)
+
+
+def test_figure_photo_rule_is_evenly_spaced_in_natural_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    figure = _script("figure", monkeypatch)
+    stems = [f"img_{k}" for k in range(100, 0, -1)]  # reversed: the rule sorts naturally
+    assert figure.evenly_spaced(stems, 4) == ["img_1", "img_26", "img_51", "img_76"]
+    assert figure.evenly_spaced(stems[:2], 4) == ["img_99", "img_100"]
+    assert figure.evenly_spaced([], 4) == []
+
+
+def test_report_adds_the_comparison_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    report = _script("report", monkeypatch)
+    results = json.loads((BENCHMARKS / "results.json").read_text())
+    results.pop("compare", None)
+    old = report.table(results)  # results.json from before the compare step
+    assert "x RapidOCR |" not in old
+    setting = {"file": "m.pt", "scales": [1.5], "threshold": 0.9, "min_size": 0.0}
+    rapid = {"model": "det.onnx", "limit_type": "min", "limit_side_len": 736}
+    rapid |= {"thresh": 0.3, "box_thresh": 0.5}
+    results["compare"] = {
+        "images": 100,
+        "threads": 2,
+        "rapidocr": True,
+        "results": {
+            "synthloc default": {
+                **{"precision": 0.5, "recall": 0.25, "hmean": 1 / 3, "images_per_s": 6.0},
+                "ratio_vs_rapidocr": 2.0,
+                "setting": {**setting, "verifier": None},
+            },
+            "RapidOCR det": {
+                **{"precision": 0.4, "recall": 0.3, "hmean": 0.343, "images_per_s": 3.0},
+                "ratio_vs_rapidocr": 1.0,
+                "setting": rapid,
+            },
+        },
+    }
+    new = report.table(results).splitlines()
+    assert new[: len(old.splitlines()) - 1] == old.splitlines()[:-1]
+    assert "| detector, ICDAR 2015 dev (100 photos, 2 threads) | setting |" in "\n".join(new)
+    assert (
+        "| synthloc default | m.pt, scale 1.5x, threshold 0.9, min size 0, no verifier "
+        "| 0.500 | 0.250 | 0.333 | 6.00 | 2.00 |"
+    ) in new
+    assert (
+        "| RapidOCR det | det.onnx, shortest side 736, thresh 0.3, box thresh 0.5 "
+        "| 0.400 | 0.300 | 0.343 | 3.00 | 1.00 |"
+    ) in new
