@@ -408,6 +408,10 @@ def test_shipped_models_load_by_name_and_are_listed_in_help(
     paper = Detector.load("fcrn-lite-paper", backend="torch")
     default = Detector.load(backend="torch")
     assert paper.stride == 32 and default.stride == 4
+    # The default runs both stages; its first stage then uses the verifier's lower threshold.
+    assert paper.verifier is None and default.verifier is not None
+    alone = Detector.load(backend="torch", verify=False)
+    assert alone.verifier is None and default.threshold < alone.threshold
     assert resolve_model(None)[0] == shipped_files(DEFAULT_MODEL)[0]
     with pytest.raises(FileNotFoundError, match="fcrn-lite-paper"):
         Detector.load("no-such-name")

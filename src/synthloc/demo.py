@@ -87,8 +87,8 @@ def run_demo(
         backgrounds=None,
         workers=1,
         fmt="icdar",
-        # The paper configuration: the images the shipped model (the paper's fcrn-lite) was
-        # trained on; the engine's newer scene-text defaults are harder and not yet in it.
+        # The paper configuration: the images both shipped models were trained on (the
+        # engine's newer scene-text defaults are harder and look more like photos).
         config=SynthConfig(size=size, paper=True),
         progress=progress,
     )

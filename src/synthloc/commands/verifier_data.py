@@ -12,7 +12,7 @@ Settings come from the defaults, then --config FILE.yaml, then the flags, then -
 
 examples:
   synthloc verifier-data --out data/verifier --config configs/verifier_data.yaml \\
-      --detector src/synthloc/assets/models/default.pt \\
+      --detector fcrn-dense \\
       --synth-backgrounds ../shared/data/backgrounds --synth-corpus ../shared/data/text \\
       --negative-backgrounds ../shared/data/backgrounds
   synthloc verifier-data --out data/verifier_real \\
@@ -39,7 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--negative-backgrounds", metavar="DIR", help="text-free photos (default: procedural)"
     )
-    parser.add_argument("--detector", metavar="MODEL", help="first-stage model for hard negatives")
+    parser.add_argument(
+        "--detector",
+        metavar="MODEL",
+        help="first-stage model for hard negatives: a file or a shipped name (fcrn-dense)",
+    )
     parser.add_argument("--detector-threshold", type=float, help="its (low) threshold")
     parser.add_argument("--real-words", metavar="DIR", help="ICDAR word crops with coords.txt")
     add_set_option(parser)

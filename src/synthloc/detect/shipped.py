@@ -34,7 +34,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
         ShippedModel(
             "fcrn-dense",
             "fcrn-dense.pt",
-            None,
+            "fcrn-dense-verifier.pt",
             "FCRN with a stride-4 dense head on an ImageNet-initialised EfficientNet-Lite0, "
             "for small incidental text in photos",
         ),
