@@ -23,6 +23,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -202,7 +203,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, Any] = {"synthetic_engine": args.engine}
     with tempfile.TemporaryDirectory(prefix="synthloc-acc-") as tmp:
         synthetic_dir = args.synthetic_dir or Path(tmp) / "synthetic"
         make_synthetic_set(

@@ -38,6 +38,7 @@ from synthloc.detect import (
 )
 from synthloc.geometry import polygon_iou, quad_to_rbox, rbox_to_quad
 from synthloc.model import ModelConfig, build_model, encode_targets, save_model
+from synthloc.verify import load_verifier_with_extra
 
 STRIDE = 32
 
@@ -408,10 +409,14 @@ def test_shipped_models_load_by_name_and_are_listed_in_help(
     paper = Detector.load("fcrn-lite-paper", backend="torch")
     default = Detector.load(backend="torch")
     assert paper.stride == 32 and default.stride == 4
-    # The default runs both stages; its first stage then uses the verifier's lower threshold.
+    # The default runs both stages, its first stage at the threshold tuned with the verifier.
     assert paper.verifier is None and default.verifier is not None
-    alone = Detector.load(backend="torch", verify=False)
-    assert alone.verifier is None and default.threshold < alone.threshold
+    _, verifier_file = shipped_files(DEFAULT_MODEL)
+    assert verifier_file is not None
+    hints = load_verifier_with_extra(verifier_file)[1]["verify"]
+    assert default.threshold == pytest.approx(hints["first_stage_threshold"])
+    assert default.verifier.threshold == pytest.approx(hints["threshold"])
+    assert Detector.load(backend="torch", verify=False).verifier is None
     assert resolve_model(None)[0] == shipped_files(DEFAULT_MODEL)[0]
     with pytest.raises(FileNotFoundError, match="fcrn-lite-paper"):
         Detector.load("no-such-name")
