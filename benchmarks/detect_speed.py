@@ -50,9 +50,9 @@ from synthloc.detect import (
     PRESETS,
     Detector,
     NoDefaultModelError,
-    default_model_path,
     list_images,
     resized_size,
+    resolve_model,
 )
 from synthloc.model import ModelConfig, build_model, save_model
 
@@ -149,9 +149,12 @@ def main() -> int:
 
         model_path = args.model
         model_note = str(model_path)
+        verifier_path = args.verifier
         if model_path is None:
             try:
-                model_path = default_model_path()
+                # The shipped default runs with the verifier shipped beside it.
+                model_path, shipped_verifier = resolve_model(None)
+                verifier_path = verifier_path or shipped_verifier
                 model_note = f"shipped default ({model_path.name})"
             except NoDefaultModelError:
                 torch.manual_seed(0)
@@ -171,7 +174,7 @@ def main() -> int:
                     device="cpu",
                     num_threads=args.threads,
                     batch_size=args.batch_size,
-                    verifier=args.verifier,
+                    verifier=verifier_path,
                     verify=not args.no_verify,
                 )
             except (FileNotFoundError, ValueError) as error:  # missing/corrupt file, no preset
