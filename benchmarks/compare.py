@@ -56,6 +56,7 @@ import cv2
 import numpy as np
 import torch
 from accuracy import HEIGHT_BINS, SHARED, recall_by_height
+from detect_speed import load_average
 
 from synthloc.data.icdar import IcdarGT, list_icdar_folder, read_icdar_gt
 from synthloc.detect import MAX_SCALE_FACTOR, Detector, load_image
@@ -391,7 +392,7 @@ def main() -> int:
     source = os.path.relpath(args.images.resolve(), ROOT)
     h, w = photos[0].rgb.shape[:2]
     print(f"photos: {len(photos)} from {source} (first is {w}x{h}); threads: {args.threads}")
-    print(f"passes: {args.repeats} (median reported); load average {_load()}")
+    print(f"passes: {args.repeats} (median reported); load average {load_average()}")
     results, found = compare(methods, photos, args.repeats)
     print()
     print(markdown_table(results))
@@ -419,13 +420,6 @@ def main() -> int:
         }
         args.json.write_text(json.dumps(record, indent=1) + "\n")
     return 0
-
-
-def _load() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -206,7 +206,7 @@ def main() -> int:
         verifier = detectors["torch"].verifier
         print(f"verifier: {'none' if verifier is None else verifier.name}")
         print(f"threads: {args.threads}; passes: {args.repeats} (median reported)")
-        print(f"torch {torch.__version__}, load average {_load()}")
+        print(f"torch {torch.__version__}, load average {load_average()}")
 
         for run in engines.values():
             run(paths[:2])  # warm-up: kernel selection, allocator, lazy init
@@ -263,7 +263,8 @@ def main() -> int:
     return 0
 
 
-def _load() -> str:
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (Linux), or "unknown"."""
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:

@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+BenchScript = Callable[[str], ModuleType]
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 
 
-def _script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    # Scripts import their neighbours (train_speed imports ab_dense), as when run directly.
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_model_speed_sizes_and_dense_variants(monkeypatch: pytest.MonkeyPatch) -> None:
-    model_speed = _script("model_speed", monkeypatch)
+def test_model_speed_sizes_and_dense_variants(bench_script: BenchScript) -> None:
+    model_speed = bench_script("model_speed")
     assert model_speed.parse_size("1280x720") == (1280, 720)
     assert model_speed.parse_size("512") == (512, 512)
     for bad in ("12x", "0x10", "axb"):
@@ -42,8 +31,8 @@ def test_model_speed_sizes_and_dense_variants(monkeypatch: pytest.MonkeyPatch) -
     assert dense4["images_per_s"] == pytest.approx(1000 / dense4["median_ms"])
 
 
-def test_train_speed_arms_are_valid_training_configs(monkeypatch: pytest.MonkeyPatch) -> None:
-    train_speed = _script("train_speed", monkeypatch)
+def test_train_speed_arms_are_valid_training_configs(bench_script: BenchScript) -> None:
+    train_speed = bench_script("train_speed")
     args = argparse.Namespace(workers=0, size=128, no_channels_last=False)
     expected = {"fcrn-lite": (32, 16), "fcrn-dense/4": (4, 8), "fcrn-dense/8": (8, 8)}
     assert set(train_speed.ARMS) == set(expected)
@@ -62,8 +51,8 @@ def test_train_speed_arms_are_valid_training_configs(monkeypatch: pytest.MonkeyP
     assert dense.optim.name == "adamw"
 
 
-def test_report_table_lists_every_training_arm(monkeypatch: pytest.MonkeyPatch) -> None:
-    report = _script("report", monkeypatch)
+def test_report_table_lists_every_training_arm(bench_script: BenchScript) -> None:
+    report = bench_script("report")
     results = json.loads((BENCHMARKS / "results.json").read_text())
     # Results written before the dense arms: fcrn-lite's figures at the top level, batch 16.
     results["train_speed"] = {
@@ -92,14 +81,14 @@ def test_report_table_lists_every_training_arm(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_photo_scale_validation_set_enlarges_images_and_quads_together(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, bench_script: BenchScript
 ) -> None:
     import cv2
     import numpy as np
 
     from synthloc.data.icdar import read_icdar_gt, write_icdar_gt
 
-    accuracy = _script("accuracy", monkeypatch)
+    accuracy = bench_script("accuracy")
     source = tmp_path / "src"
     (source / "images").mkdir(parents=True)
     (source / "gt").mkdir()

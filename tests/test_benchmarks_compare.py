@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -13,24 +12,14 @@ import pytest
 
 from synthloc.data.icdar import IcdarGT
 
+BenchScript = Callable[[str], ModuleType]
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 
 
-def _script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    # Scripts import their neighbours (compare imports accuracy), as when run directly.
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
-def compare(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    return _script("compare", monkeypatch)
+def compare(bench_script: BenchScript) -> ModuleType:
+    return bench_script("compare")
 
 
 def test_rapidocr_boxes_become_float_quads_with_unit_scores(compare: ModuleType) -> None:
@@ -106,17 +95,17 @@ def test_saved_detections_round_trip(compare: ModuleType, tmp_path: Path) -> Non
 
 
 def test_figure_photo_rule_is_evenly_spaced_in_natural_order(
-    monkeypatch: pytest.MonkeyPatch,
+    bench_script: BenchScript,
 ) -> None:
-    figure = _script("figure", monkeypatch)
+    figure = bench_script("figure")
     stems = [f"img_{k}" for k in range(100, 0, -1)]  # reversed: the rule sorts naturally
     assert figure.evenly_spaced(stems, 4) == ["img_1", "img_26", "img_51", "img_76"]
     assert figure.evenly_spaced(stems[:2], 4) == ["img_99", "img_100"]
     assert figure.evenly_spaced([], 4) == []
 
 
-def test_report_adds_the_comparison_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    report = _script("report", monkeypatch)
+def test_report_adds_the_comparison_table(bench_script: BenchScript) -> None:
+    report = bench_script("report")
     results = json.loads((BENCHMARKS / "results.json").read_text())
     results.pop("compare", None)
     old = report.table(results)  # results.json from before the compare step
