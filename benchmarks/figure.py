@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/figure.py                       # docs/detections_vs_rapidocr.jpg
     .venv/bin/python benchmarks/figure.py --detections runs/compare   # compare.py's saved boxes
-    .venv/bin/python benchmarks/figure.py --stems img_1 img_120 --out /tmp/figure.jpg
+    .venv/bin/python benchmarks/figure.py --stems img_1 img_120 --out data/figure.jpg
 
 One row per photo: on the left the default synthloc model's detections
 (``Detector.load()`` at its stored setting), on the right RapidOCR's text detector (PP-OCR
