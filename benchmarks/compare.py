@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 import torch
 from accuracy import HEIGHT_BINS, SHARED, recall_by_height
-from detect_speed import load_average
+from detect_speed import load_average, rapidocr_text_detector
 
 from synthloc.data.icdar import IcdarGT, list_icdar_folder, read_icdar_gt
 from synthloc.detect import MAX_SCALE_FACTOR, Detector, load_image
@@ -189,19 +189,11 @@ def rapidocr_boxes(dt_boxes: np.ndarray | None) -> Boxes:
 
 def rapidocr_method(threads: int) -> Method | None:
     """RapidOCR's text detector at its default settings, or None if not installed."""
-    try:
-        import rapidocr_onnxruntime
-        import yaml
-        from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
-    except ImportError:
+    found = rapidocr_text_detector(threads)
+    if found is None:
         return None
-    package = Path(rapidocr_onnxruntime.__file__).parent
-    config = yaml.safe_load((package / "config.yaml").read_text())["Det"]
-    model_file = Path(config["model_path"]).name
-    config["model_path"] = str(package / config["model_path"])
-    config["intra_op_num_threads"] = threads
-    config["inter_op_num_threads"] = 1
-    detector = TextDetector(config)
+    detector, config = found
+    import rapidocr_onnxruntime
 
     def detect(bgr: np.ndarray) -> Boxes:
         dt_boxes, _ = detector(bgr)
@@ -209,7 +201,7 @@ def rapidocr_method(threads: int) -> Method | None:
 
     version = getattr(rapidocr_onnxruntime, "__version__", None)
     setting = {
-        "model": model_file,
+        "model": Path(config["model_path"]).name,
         "version": version,
         "limit_side_len": config.get("limit_side_len"),
         "limit_type": config.get("limit_type"),

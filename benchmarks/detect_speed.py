@@ -41,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -78,8 +79,9 @@ def synthetic_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def rapidocr_detector(threads: int) -> Callable[[Path], int] | None:
-    """RapidOCR's text detector as ``file -> number of boxes``, or None if not installed."""
+def rapidocr_text_detector(threads: int) -> tuple[Any, dict[str, Any]] | None:
+    """RapidOCR's text detector (PP-OCR DBNet) at its package's default settings, with
+    ``threads`` intra-op threads, and those settings; None if it is not installed."""
     try:
         import rapidocr_onnxruntime
         import yaml
@@ -91,7 +93,15 @@ def rapidocr_detector(threads: int) -> Callable[[Path], int] | None:
     config["model_path"] = str(package / config["model_path"])
     config["intra_op_num_threads"] = threads
     config["inter_op_num_threads"] = 1
-    detector = TextDetector(config)
+    return TextDetector(config), config
+
+
+def rapidocr_detector(threads: int) -> Callable[[Path], int] | None:
+    """RapidOCR's text detector as ``file -> number of boxes``, or None if not installed."""
+    found = rapidocr_text_detector(threads)
+    if found is None:
+        return None
+    detector = found[0]
 
     def run(path: Path) -> int:
         boxes, _ = detector(cv2.imread(str(path)))

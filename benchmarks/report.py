@@ -32,6 +32,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from compare import describe_scales
 from compare import markdown_table as compare_table
 
 HERE = Path(__file__).resolve().parent
@@ -53,13 +54,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _scales(scales: list[float]) -> str:
-    """Scales as the detector reads them: long sides in pixels above 8, else size factors."""
-    if all(scale > 8 for scale in scales):
-        return "long side " + ", ".join(f"{scale:g}" for scale in scales)
-    return "scale " + ", ".join(f"{s:g}x" if s <= 8 else f"{s:g} px" for s in scales)
-
-
 def table(results: dict[str, Any]) -> str:
     """The markdown results table (plus the conditions it was measured under)."""
     acc = results["accuracy"]
@@ -79,7 +73,7 @@ def table(results: dict[str, Any]) -> str:
     ):
         if key in acc:
             row = acc[key]
-            setting = f"{_scales(row['scales'])}, threshold {row['threshold']:g}"
+            setting = f"{describe_scales(row['scales'])}, threshold {row['threshold']:g}"
             if "min_size" in row:
                 setting += f", min size {row['min_size']:g}"
             if row.get("verifier"):
@@ -95,8 +89,9 @@ def table(results: dict[str, Any]) -> str:
         if row is not None:
             ratio = row.get("ratio_vs_rapidocr")
             vs = "" if ratio is None else f" ({ratio:.1f}x RapidOCR)"
+            scales = describe_scales(det["scales"])
             lines.append(
-                f"| detect, {det['images']} 1280x720 photos, {_scales(det['scales'])}, {backend}, "
+                f"| detect, {det['images']} 1280x720 photos, {scales}, {backend}, "
                 f"{det['threads']} threads | {_fmt(row['images_per_s'], 2)} images/s{vs} |"
             )
     if "rapidocr-det" in found:
