@@ -65,6 +65,21 @@ ARMS: dict[str, list[str]] = {
         "backbone_init=imagenet",
         "data.sources.0.path=data/shards_new_s1",
     ],
+    # Issue #18, second leg of the default model: the shipped fcrn-dense v2 (dense-imagenet-new
+    # after 1,420 steps, tuned) continued on fresh shards of the current engine
+    # (`synthloc synth ... --count 20000 --seed 2 --out data/shards_new_s2`) with a cosine
+    # decay to 2% of the learning rate over a fixed horizon. Its start is the committed file:
+    #   mkdir -p data/init && git show 0d22345:src/synthloc/assets/models/fcrn-dense.pt \
+    #       > data/init/fcrn-dense-v2.pt
+    "dense-new-continue": [
+        *DENSE,
+        "init=data/init/fcrn-dense-v2.pt",
+        "data.sources.0.path=data/shards_new_s2",
+        "steps=2400",
+        "schedule.kind=cosine",
+        "schedule.warmup_steps=50",
+        "schedule.min_lr_ratio=0.02",
+    ],
 }
 # Detection settings searched on synthetic validation (tune_detect.py): scales are factors of
 # the image size, so a choice means the same text magnification on any photo.
