@@ -160,8 +160,9 @@ def test_maps_are_paired_by_stem_and_used(tmp_path: Path) -> None:
     assert source.seg == ((seg / "flat.png").resolve(), None, None)
 
     # The maps reach the engine: a label map of 0s leaves no region, a non-planar depth no
-    # plane, so no text; the same photos without maps get text.
-    config = small_config()
+    # plane, so no text (with the made-up sign panels for surface-less photos switched off);
+    # the same photos without maps get text.
+    config = SynthConfig(size=SIZE, min_font_px=10, max_font_px=48, fallback_signs=False)
     with source.open() as loader:
         for position in (0, 2):
             background, errors = loader.load(position, SIZE)
@@ -173,7 +174,7 @@ def test_maps_are_paired_by_stem_and_used(tmp_path: Path) -> None:
             assert render_scene(background, config, np.random.default_rng(1)).words
 
     out = tmp_path / "ds"
-    report = run(out, photos, depth=depth, seg=seg, seed=2)
+    report = run(out, photos, depth=depth, seg=seg, seed=2, config=config)
     got = records(out)
     assert {r["background"] for r in got} == set(source.names)  # this seed draws every photo
     for record in got:
@@ -188,7 +189,7 @@ def test_maps_are_paired_by_stem_and_used(tmp_path: Path) -> None:
     assert (identity["depth"]["files"], identity["seg"]["files"]) == (1, 1)
 
     # Same command resumes (nothing to do); other maps are another run.
-    assert run(out, photos, depth=depth, seg=seg, seed=2).rendered == 0
+    assert run(out, photos, depth=depth, seg=seg, seed=2, config=config).rendered == 0
     with pytest.raises(SynthError, match=r"backgrounds: existing 3 files .* with 1 depth maps"):
         run(out, photos, seg=seg, seed=2)
 

@@ -140,8 +140,10 @@ def test_nothing_fits_gives_zero_words_and_unchanged_image() -> None:
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, size=(240, SIZE, 3), dtype=np.uint8)  # no smooth region
     # The camera degrades every image, text or not (a negative must not be told apart by its
-    # sharpness), so the unchanged-image check turns it off.
-    s = render_scene(Background(image=noise), SynthConfig(size=SIZE, camera=False), rng)
+    # sharpness), so the unchanged-image check turns it off; without a surface the default
+    # engine makes up sign panels (test_synth_scene_parts), here switched off.
+    config = SynthConfig(size=SIZE, camera=False, fallback_signs=False)
+    s = render_scene(Background(image=noise), config, rng)
     assert s.words == [] and s.word_quads.shape == (0, 4, 2)
     assert np.array_equal(s.image, noise)
     # Fonts too large for any region: bounded attempts, then nothing.

@@ -172,6 +172,29 @@ def test_sign_panels_are_painted_around_the_text() -> None:
     assert abs(float(quad_coverage(square, (40, 40)).sum()) - 400) < 12
 
 
+def test_backgrounds_without_a_surface_get_text_on_made_up_signs() -> None:
+    # Coarse noise everywhere: no smooth surface survives the region analysis.
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, (SIZE * 3 // 16, SIZE // 4, 3)).astype(np.uint8)
+    image = cv2.resize(noise, (SIZE, SIZE * 3 // 4), interpolation=cv2.INTER_NEAREST)
+    busy = Background(image=image, name="busy")
+    base = dict(size=SIZE, camera=False, max_illegible=0, p_no_text=0.0)
+    fallback = SceneRenderer(SynthConfig(**base))  # type: ignore[arg-type]
+    assert fallback.analyse(busy).regions == []
+    without = SceneRenderer(SynthConfig(**base, fallback_signs=False))  # type: ignore[arg-type]
+    assert without.render(busy, np.random.default_rng(0)).words == []
+    for seed in range(3):
+        s = fallback.render(busy, np.random.default_rng(seed))
+        assert len(s.words) > 0
+        # The words sit on painted panels: flat colour right around them, not the noise.
+        words = _quad_mask(s.word_quads, busy.image.shape[:2])
+        ring = cv2.dilate(words.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        ring &= ~words
+        changed = np.abs(s.image.astype(int) - busy.image.astype(int)).max(axis=2) > 12
+        assert changed[ring].mean() > 0.6
+    assert SynthConfig(paper=True).fallback_signs is False
+
+
 def test_negatives_and_dont_care_text() -> None:
     empty = SceneRenderer(SynthConfig(size=SIZE, p_no_text=1.0))
     s = empty.render(_plain_background(), np.random.default_rng(0))

@@ -32,6 +32,8 @@ PAPER_SETTINGS: dict[str, Any] = {
     "p_sprite": 0.0,
     "skip_text_backgrounds": False,
     "line_shrink": False,
+    "fallback_signs": False,
+    "font_size_skew": 1.0,
 }
 
 
@@ -59,13 +61,17 @@ class SynthConfig:
     # Bounded work per image: placement attempts across all instances (never hangs).
     max_attempts: int = 24
 
-    # Font em size range in pixels (sampled log-uniformly, then shrunk to fit the region).
-    min_font_px: int = 14
+    # Font em size range in pixels, then shrunk to fit the region. The size is drawn as
+    # exp(log min + u ** font_size_skew * log(max / min)), u uniform in [0, 1): 1 is
+    # log-uniform (the paper's engine); below 1 larger sizes are favoured, which gives the
+    # heavier tail of big words that ICDAR 2015 has (benchmarks/data_stats.py).
+    min_font_px: int = 12
     max_font_px: int = 90
+    font_size_skew: float = 0.5
 
     # Kind of text per instance (normalised): single word, one line, a short paragraph.
-    p_word: float = 0.4
-    p_line: float = 0.5
+    p_word: float = 0.3
+    p_line: float = 0.6
     p_paragraph: float = 0.1
     max_line_words: int = 4
     max_paragraph_lines: int = 4
@@ -120,6 +126,9 @@ class SynthConfig:
     # Sign-like surfaces: share of text instances placed on a painted panel, plate or label
     # (plain or coloured, optional border) drawn in perspective inside a region.
     p_sign: float = 0.35
+    # A background with no usable surface (busy texture everywhere: snakes, quilts, foliage)
+    # gets its text on sign panels at random places instead of coming out without text.
+    fallback_signs: bool = True
     # Reject smooth, bright, low-saturation regions in the top part of the photo (sky).
     sky_filter: bool = True
 
@@ -184,6 +193,8 @@ class SynthConfig:
             problems.append("text kind probabilities must be >= 0")
         if self.min_font_px < 1 or self.max_attempts < 0 or not self.segmentation_scales:
             problems.append("min_font_px >= 1, max_attempts >= 0 and a segmentation scale needed")
+        if not 0.0 < self.font_size_skew <= 1.0:
+            problems.append(f"font_size_skew must be in (0, 1], got {self.font_size_skew}")
         if self.max_illegible < 0:
             problems.append(f"max_illegible must be >= 0, got {self.max_illegible}")
         if self.p_sprite > 0 and not self.sprite_dir:

@@ -173,6 +173,8 @@ class SceneRenderer:
         n_illegible = int(rng.integers(0, cfg.max_illegible + 1)) if n_instances else 0
         placed = 0
         regions = analysis.regions
+        if not regions and n_instances and cfg.fallback_signs:
+            regions = _made_up_surfaces(h, w, rng)
         # Larger surfaces carry more text: pick regions with probability ~ sqrt(area).
         weights = np.sqrt([r.size[0] * r.size[1] for r in regions]) if regions else None
         probs = weights / weights.sum() if weights is not None else None
@@ -316,7 +318,13 @@ class SceneRenderer:
         max_em = min(top_em, 2.0 * radius / 1.2)
         if max_em < min_em:
             return None
-        em = math.exp(rng.uniform(math.log(min_em), math.log(max_em)))
+        # Log-uniform for skew 1; below 1 larger sizes are favoured (legible text only).
+        skew = 1.0 if illegible else cfg.font_size_skew
+        if skew == 1.0:
+            em = math.exp(rng.uniform(math.log(min_em), math.log(max_em)))
+        else:
+            u = float(rng.uniform()) ** skew
+            em = math.exp(math.log(min_em) + u * (math.log(max_em) - math.log(min_em)))
         spacing = float(rng.uniform(1.0, 1.3))
         font_path, coverage = self.fonts.pick(rng, signage=cfg.signage_fonts)
         char_w = self.fonts.line_width(font_path, "etaoin shrdlu", em) / 13.0
@@ -377,7 +385,9 @@ class SceneRenderer:
             em *= 0.85
             if em < min_em:
                 return None
-        on_sign = not illegible and cfg.p_sign > 0 and rng.random() < cfg.p_sign
+        on_sign = not illegible and (
+            region.sign_only or (cfg.p_sign > 0 and rng.random() < cfg.p_sign)
+        )
         pad_x, pad_y, border = panel_padding(rng, em) if on_sign else (0, 0, 0.0)
         placed: tuple[TypesetText, int, int] | None = None
         for _ in range(_SIZE_RETRIES):
@@ -391,11 +401,14 @@ class SceneRenderer:
                 if pos is not None:
                     placed = (text, pos[0] + pad_x, pos[1] + pad_y)
                     break
-                on_sign = False  # no room for a panel: plain text on the surface instead
-            pos = _find_position(integral, box_w, box_h, rng)
-            if pos is not None:
-                placed = (text, pos[0], pos[1])
-                break
+                # No room for a panel: plain text on the surface instead, or a smaller font
+                # where the surface only takes signs.
+                on_sign = region.sign_only
+            if not on_sign:
+                pos = _find_position(integral, box_w, box_h, rng)
+                if pos is not None:
+                    placed = (text, pos[0], pos[1])
+                    break
             em *= 0.85
             if em < min_em:
                 return None
@@ -598,6 +611,22 @@ class SceneRenderer:
             return (panel, text) if rng.random() < 0.75 else (text, panel)
         panel = rng.uniform(0, 255, 3).astype(np.float32)
         return panel, pick_text_colour(rng, panel, self.config.min_colour_distance)
+
+
+def _made_up_surfaces(h: int, w: int, rng: np.random.Generator) -> list[Region]:
+    """One or two rectangles at random places of an ``h`` x ``w`` image that carry text only on
+    sign panels: the fallback for a background where no surface was found."""
+    surfaces = []
+    for _ in range(int(rng.integers(1, 3))):
+        box_w = max(8, round(w * float(rng.uniform(0.3, 0.8))))
+        box_h = max(8, round(h * float(rng.uniform(0.15, 0.45))))
+        x0 = int(rng.integers(0, max(1, w - box_w + 1)))
+        y0 = int(rng.integers(0, max(1, h - box_h + 1)))
+        mask = np.zeros((h, w), bool)
+        mask[y0 : y0 + box_h, x0 : x0 + box_w] = True
+        centre = (x0 + 0.5 * box_w, y0 + 0.5 * box_h)
+        surfaces.append(Region(mask, centre, (float(box_w), float(box_h)), 0.0, sign_only=True))
+    return surfaces
 
 
 def _nominal_char_quads(word_quads: np.ndarray, n_chars: int) -> np.ndarray:

@@ -122,7 +122,7 @@ def scene_words(rng: np.random.Generator, count: int) -> list[str]:
             continue
         if r < 0.58:
             word = SIGN_WORDS[int(rng.integers(len(SIGN_WORDS)))]
-        elif r < 0.93:
+        elif r < 0.955:
             word = brand_name(rng)
         else:
             word = number_token(rng)

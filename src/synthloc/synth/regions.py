@@ -36,6 +36,8 @@ class Region:
     size: (w, h) of that rectangle; angle: its cv2 angle in degrees.
     plane: 3x3 homography from a fronto-parallel text plane (origin at ``centre``, units of
         about one image pixel there) to the image, from the depth map; None without depth.
+    sign_only: text placed here goes on a painted sign panel (a surface made up where the
+        photo has none, see ``SynthConfig.fallback_signs``).
     """
 
     mask: np.ndarray
@@ -43,6 +45,7 @@ class Region:
     size: tuple[float, float]
     angle: float
     plane: np.ndarray | None = None
+    sign_only: bool = False
 
 
 @dataclass
