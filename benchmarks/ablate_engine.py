@@ -52,6 +52,14 @@ ARMS: dict[str, list[str]] = {
     "no-negatives": ["--set", "p_no_text=0", "--set", "max_illegible=0"],
     "keep-text-backgrounds": ["--set", "skip_text_backgrounds=false"],
     "plus-sprites": ["--set", "p_sprite=0.2", "--set", f"sprite_dir={SPRITES}"],
+    # Session 16's calibration (made-up sign panels where a photo has no surface, font sizes
+    # skewed towards ICDAR's big words, 30/60/10% word/line/paragraph, fewer number tokens)
+    # against the defaults before it, which this flag set restores except the number share.
+    "calibrated": [],
+    "before-calibration": [
+        *("--set", "fallback_signs=false", "--set", "font_size_skew=1"),
+        *("--set", "min_font_px=14", "--set", "p_word=0.4", "--set", "p_line=0.5"),
+    ],
 }
 DATA_SEED = {"new-seed2": 3}  # every other arm renders with seed 2
 
