@@ -93,7 +93,7 @@ TUNING: dict[str, dict[str, list[str]]] = {
     "dense": {
         "single": ["0.75", "1.0", "1.5"],
         "multi": ["0.75,1.0,1.5", "1.0,1.5"],
-        "thresholds": ["0.5", "0.7", "0.9"],
+        "thresholds": ["0.5", "0.7", "0.9", "0.95"],
         "min_sizes": ["0", "8"],
     },
 }
