@@ -318,7 +318,8 @@ class SceneRenderer:
         max_em = min(top_em, 2.0 * radius / 1.2)
         if max_em < min_em:
             return None
-        # Log-uniform for skew 1; below 1 larger sizes are favoured (legible text only).
+        # Log-uniform for skew 1; below 1 larger sizes are favoured (legible text only). Skew 1
+        # keeps numpy's own expression so that the paper preset renders the same bytes.
         skew = 1.0 if illegible else cfg.font_size_skew
         if skew == 1.0:
             em = math.exp(rng.uniform(math.log(min_em), math.log(max_em)))
