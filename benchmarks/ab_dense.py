@@ -80,6 +80,16 @@ ARMS: dict[str, list[str]] = {
         "schedule.warmup_steps=50",
         "schedule.min_lr_ratio=0.02",
     ],
+    # Issue #18, session 17: dense-imagenet-new with the ImageNet backbone at a tenth of the
+    # learning rate (neck and head at the full rate), same shards, seed and CPU budget. The
+    # question: do the ImageNet features transfer to real photos better when the synthetic
+    # images move them less? (Longer training raised synthetic F, not dev F.)
+    "dense-imagenet-new-bb01": [
+        *DENSE,
+        "backbone_init=imagenet",
+        "data.sources.0.path=data/shards_new_s1",
+        "optim.backbone_lr_mult=0.1",
+    ],
 }
 # Detection settings searched on synthetic validation (tune_detect.py): scales are factors of
 # the image size, so a choice means the same text magnification on any photo.

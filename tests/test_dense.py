@@ -379,3 +379,28 @@ def test_tiny_overfit_run_reaches_f90(tmp_path: Path) -> None:
     result = fit(config, tmp_path / "run", progress=False)
     assert result.step == 100
     assert result.last_validation["data/hmean"] >= 0.9, result.last_validation
+
+
+def test_backbone_learning_rate_multiplier_moves_only_the_backbone_less() -> None:
+    from synthloc.train.schedule import build_optimizer
+    from synthloc.train_config import OptimConfig
+
+    torch.manual_seed(0)
+    model = build_model(dense_config())
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = build_optimizer(
+        model, OptimConfig(name="adamw", lr=1e-2, weight_decay=0.0, backbone_lr_mult=0.0)
+    )
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(before)
+    model.train()
+    model(torch.rand(2, 3, 64, 64)).square().mean().backward()
+    optimizer.step()
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert moved, "the head and neck must train"
+    assert not any(name.startswith("backbone.") for name in moved)
+    assert any(name.startswith("neck.") for name in moved)
+
+    lite = build_model(ModelConfig(arch="fcrn-lite", stride=32))
+    with pytest.raises(ValueError, match="backbone_lr_mult"):
+        build_optimizer(lite, OptimConfig(backbone_lr_mult=0.1))
+    build_optimizer(lite, OptimConfig())  # the default needs no backbone

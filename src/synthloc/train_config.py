@@ -120,7 +120,13 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser: "sgd" (momentum, the paper's choice) or "adamw". grad_clip 0 = off."""
+    """Optimiser: "sgd" (momentum, the paper's choice) or "adamw". grad_clip 0 = off.
+
+    backbone_lr_mult: the learning rate of a pretrained backbone's parameters (an fcrn-dense
+    model's ``backbone.*``) as a fraction of ``lr``; below 1 the ImageNet features move less
+    towards the synthetic images (0 freezes them). Models without a backbone refuse values
+    other than 1.
+    """
 
     name: str = "sgd"
     lr: float = 0.01
@@ -129,6 +135,7 @@ class OptimConfig:
     weight_decay: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 10.0
+    backbone_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         if self.name not in ("sgd", "adamw"):
@@ -137,6 +144,7 @@ class OptimConfig:
         _number_in("momentum", self.momentum, 0.0, 1.0)
         _number_in("weight_decay", self.weight_decay, 0.0)
         _number_in("grad_clip", self.grad_clip, 0.0)
+        _number_in("backbone_lr_mult", self.backbone_lr_mult, 0.0)
         for beta in self.betas:
             _number_in("betas", beta, 0.0, 1.0)
 

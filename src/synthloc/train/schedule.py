@@ -10,23 +10,44 @@ from torch import nn
 
 from synthloc.train_config import OptimConfig, ScheduleConfig
 
+BACKBONE_PREFIX = "backbone."
 
-def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases and normalisation parameters (1-D tensors)."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for param in model.parameters():
+
+def _param_groups(model: nn.Module, config: OptimConfig) -> list[dict[str, Any]]:
+    """No weight decay on biases and normalisation parameters (1-D tensors); the backbone's
+    parameters at ``lr * backbone_lr_mult`` (their own groups only when the multiplier is not 1,
+    so optimiser states of earlier runs keep their layout)."""
+    split = config.backbone_lr_mult != 1.0
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+            in_backbone = split and name.startswith(BACKBONE_PREFIX)
+            groups.setdefault((in_backbone, param.ndim > 1), []).append(param)
+    if split and not any(in_backbone for in_backbone, _ in groups):
+        raise ValueError(
+            f"optim.backbone_lr_mult={config.backbone_lr_mult} needs a model with a pretrained "
+            f"backbone (fcrn-dense); {type(model).__name__} has no '{BACKBONE_PREFIX}*' parameters"
+        )
+    result = []
+    for in_backbone in (False, True):
+        for has_decay in (True, False):
+            params = groups.get((in_backbone, has_decay), [])
+            if not params and in_backbone:
+                continue
+            group: dict[str, Any] = {
+                "params": params,
+                "weight_decay": config.weight_decay if has_decay else 0.0,
+            }
+            if in_backbone:
+                group["lr"] = config.lr * config.backbone_lr_mult
+            result.append(group)
+    return result
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper) or AdamW, with decay only on weight matrices/kernels."""
-    groups = _decay_groups(model, config.weight_decay)
+    """SGD with momentum (the paper) or AdamW, with decay only on weight matrices/kernels and
+    the backbone at its own learning rate (``backbone_lr_mult``)."""
+    groups = _param_groups(model, config)
     if config.name == "sgd":
         return torch.optim.SGD(
             groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
