@@ -10,7 +10,7 @@ Usage::
 Runs, in one process and on the same decoded photos:
 
 * ``synthloc default``: ``Detector.load()``, the default shipped model at the detection setting
-  stored in its file (scales, threshold, min size; its verifier when it ships one);
+  stored in its file (scales, threshold, min size, box pad; its verifier when it ships one);
 * ``synthloc paper``: ``Detector.load("fcrn-lite-paper")``, the paper's configuration;
 * ``RapidOCR det``: RapidOCR's text detector (PP-OCR DBNet, its own default settings) when
   ``rapidocr_onnxruntime`` is importable (the ``bench`` extra; ``make bench``), else the row is
@@ -170,6 +170,7 @@ def synthloc_method(label: str, model: str | None, threads: int) -> Method:
         "scales": list(detector.scales),
         "threshold": detector.threshold,
         "min_size": detector.min_size,
+        "box_pad": detector.box_pad,
         "nms_iou": detector.nms_iou,
         "verifier": None if verifier is None else verifier.name,
         "verify_threshold": None if verifier is None else verifier.threshold,
@@ -219,6 +220,7 @@ def describe_setting(setting: dict[str, Any]) -> str:
         return (
             f"{setting['file']}, {describe_scales(setting['scales'])}, "
             f"threshold {setting['threshold']:g}, min size {setting['min_size']:g}, "
+            + (f"box pad {setting['box_pad']:g}, " if setting.get("box_pad") else "")
             + ("no verifier" if verifier is None else f"verifier {verifier}")
         )
     side = "shortest" if setting.get("limit_type") == "min" else "longest"

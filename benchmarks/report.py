@@ -76,6 +76,8 @@ def table(results: dict[str, Any]) -> str:
             setting = f"{describe_scales(row['scales'])}, threshold {row['threshold']:g}"
             if "min_size" in row:
                 setting += f", min size {row['min_size']:g}"
+            if row.get("box_pad"):
+                setting += f", box pad {row['box_pad']:g}"
             if row.get("verifier"):
                 setting += f", verifier p >= {row['verify_threshold']:g}"
             lines.append(

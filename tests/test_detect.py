@@ -292,6 +292,42 @@ def test_load_uses_recommendations_stored_in_the_model_file(tmp_path: Path) -> N
     assert Detector.load(tmp_path / "s.pt").min_size == 12.0
 
 
+def test_box_pad_grows_the_final_boxes_and_comes_from_the_model_file(tmp_path: Path) -> None:
+    from synthloc.export import export_onnx
+    from synthloc.geometry import pad_quads
+
+    image = _image(300, 420)
+    words = _words()
+    oracle = OracleModel(words, image.shape[:2])
+    plain = Detector.from_model(oracle, scales=(1.0,), threshold=0.5, fold_bn=False)(image)
+    padded = Detector.from_model(oracle, scales=(1.0,), threshold=0.5, fold_bn=False, box_pad=0.1)(
+        image
+    )
+    assert [d.score for d in padded] == [d.score for d in plain]
+    expected = pad_quads(np.array([d.quad for d in plain]), 0.1)
+    np.testing.assert_allclose(np.array([d.quad for d in padded]), expected, atol=1e-3)
+    # 0.1 of the height on each side: a 90 x 24 word becomes 94.8 x 28.8.
+    sides = quad_to_rbox(np.array([d.quad for d in padded], np.float64))[:, 2:4]
+    original = quad_to_rbox(words)[:, 2:4]
+    order = np.argsort(-oracle.scores)
+    np.testing.assert_allclose(sides, original[order] + 0.2 * original[order, 1:2], atol=0.05)
+
+    # Stored in a preset (box_convention.py --write), used by .pt and ONNX alike; explicit wins.
+    model = _tiny_model()
+    extra = {"detect": {"threshold": 0.0, "box_pad": 0.25}, "detect_multiscale": {"scales": [1.0]}}
+    save_model(tmp_path / "m.pt", model, extra=extra)
+    export_onnx(model, tmp_path / "m.onnx", detect_defaults=extra["detect"])
+    assert Detector.load(tmp_path / "m.pt").box_pad == 0.25
+    assert Detector.load(tmp_path / "m.onnx").box_pad == 0.25
+    assert Detector.load(tmp_path / "m.pt", box_pad=0.0).box_pad == 0.0
+    assert Detector.load(tmp_path / "m.pt", preset="multiscale").box_pad == 0.0
+    save_model(tmp_path / "old.pt", model, extra={"detect": {"threshold": 0.5}})
+    assert Detector.load(tmp_path / "old.pt").box_pad == 0.0  # files without it: as trained
+    assert Detector.load(tmp_path / "m.pt", box_pad=-0.07).box_pad == -0.07  # shrinks
+    with pytest.raises(ValueError, match="box_pad"):
+        Detector.load(tmp_path / "m.pt", box_pad=-0.3)
+
+
 def test_load_with_the_multiscale_preset(tmp_path: Path) -> None:
     model = _tiny_model()
     multi = {"scales": [512, 768, 1024], "threshold": 0.95, "min_size": 16}
@@ -788,6 +824,17 @@ def test_threshold_outside_0_1_is_a_one_line_error(
     assert "--threshold" in err and "Traceback" not in err
     with pytest.raises(ValueError, match="threshold"):
         Detector.from_model(_tiny_model(), threshold=float(value) if value != "abc" else 2.0)
+
+
+@pytest.mark.parametrize("value", ["-0.3", "1.5", "nan", "wide"])
+def test_box_pad_outside_its_range_is_a_one_line_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", "x.jpg", "--out", "unused", "--box-pad", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--box-pad" in err and "Traceback" not in err
 
 
 def test_bad_devices_and_out_paths_are_one_line_errors(

@@ -14,6 +14,7 @@ from synthloc.geometry import (
     apply_homography,
     iou_matrix,
     order_quad,
+    pad_quads,
     polygon_area,
     polygon_iou,
     quad_to_rbox,
@@ -135,3 +136,29 @@ def test_as_quad_array_shapes() -> None:
     np.testing.assert_array_equal(as_quad_array(flat), flat.reshape(2, 4, 2))
     with pytest.raises(ValueError, match=r"boxes: expected quads .* got \(3, 5\)"):
         as_quad_array(np.zeros((3, 5)), "boxes")
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2, 3])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_pad_quads_grows_by_a_fraction_of_the_height_on_every_side(
+    shift: int, reverse: bool
+) -> None:
+    box = np.array([200.0, 100.0, 80.0, 20.0, 0.4])
+    quad = rbox_to_quad(box)
+    ordered = np.roll(quad[::-1] if reverse else quad, shift, axis=0)
+    padded = pad_quads(ordered, 0.25)  # 5 px on each side
+    np.testing.assert_allclose(quad_to_rbox(padded), [200.0, 100.0, 90.0, 30.0, 0.4], atol=1e-9)
+    # Each corner moved outwards, and the point order is kept.
+    centre = quad.mean(axis=0)
+    assert np.all(
+        np.linalg.norm(padded - centre, axis=1) > np.linalg.norm(ordered - centre, axis=1)
+    )
+    np.testing.assert_allclose(pad_quads(ordered, 0.0), ordered)
+    # Negative fractions shrink: 80 x 20 -> 72 x 12 at -0.2.
+    np.testing.assert_allclose(
+        quad_to_rbox(pad_quads(ordered, -0.2)), [200.0, 100.0, 72.0, 12.0, 0.4], atol=1e-9
+    )
+    batch = pad_quads(np.stack([quad, quad + 5.0]), 0.25)
+    np.testing.assert_allclose(batch[1] - batch[0], 5.0)
+    with pytest.raises(ValueError, match="pad fraction"):
+        pad_quads(quad, -0.5)

@@ -233,3 +233,35 @@ def rotation_matrix(theta: float) -> np.ndarray:
     """2x2 rotation by ``theta`` radians (clockwise on screen, y down)."""
     c, s = math.cos(theta), math.sin(theta)
     return np.array([[c, -s], [s, c]])
+
+
+def pad_quads(quads: np.ndarray, fraction: float) -> np.ndarray:
+    """Quads grown outwards by ``fraction`` of their height on every side (shrunk inwards
+    when it is negative).
+
+    The height is the shorter of the quad's two mean opposite-edge lengths (across the
+    reading direction for a word); each corner moves by ``fraction * height`` along both of
+    the quad's own mean edge directions, so a rectangle stays a rectangle, a sheared or
+    perspective quad keeps its shape, and the amount does not depend on point order.
+    ``fraction`` must be above -0.5 (at -0.5 the height would vanish); 0 returns a float64
+    copy. Returns float64 ``[N, 4, 2]`` (or ``[4, 2]``).
+    """
+    if not fraction > -0.5:  # also refuses NaN
+        raise ValueError(f"pad fraction must be above -0.5, got {fraction}")
+    q, single = _as_quads(quads)
+    out = q.copy()
+    if fraction != 0.0 and len(q):
+        along = (q[:, 1] - q[:, 0]) + (q[:, 2] - q[:, 3])  # twice the mean p0->p1 edge
+        across = (q[:, 3] - q[:, 0]) + (q[:, 2] - q[:, 1])  # twice the mean p0->p3 edge
+        len_along = np.linalg.norm(along, axis=1, keepdims=True)
+        len_across = np.linalg.norm(across, axis=1, keepdims=True)
+        unit_along = along / np.maximum(len_along, 1e-12)
+        unit_across = across / np.maximum(len_across, 1e-12)
+        step = fraction * 0.5 * np.minimum(len_along, len_across)  # fraction * height
+        # Corner signs along each axis for TL, TR, BR, BL.
+        sign_along = np.array([-1.0, 1.0, 1.0, -1.0])[None, :, None]
+        sign_across = np.array([-1.0, -1.0, 1.0, 1.0])[None, :, None]
+        out += step[:, None] * (
+            sign_along * unit_along[:, None, :] + sign_across * unit_across[:, None, :]
+        )
+    return out[0] if single else out

@@ -61,6 +61,17 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _box_pad(text: str) -> float:
+    """A float in [-0.25, 1] for --box-pad (NaN and out-of-range values are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [-0.25, 1], got {text!r}") from None
+    if not (math.isfinite(value) and -0.25 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be in [-0.25, 1], got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from synthloc.detect.shipped import models_help
 
@@ -104,6 +115,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PX",
         help="drop detections whose short side is under PX pixels of the resized image "
         "(default: the model's recommendation, else 0)",
+    )
+    parser.add_argument(
+        "--box-pad",
+        type=_box_pad,
+        default=None,
+        metavar="FRACTION",
+        help="grow each box by FRACTION of its height on every side (negative: shrink), to "
+        "match a benchmark's box convention (default: the model's recommendation, else 0; the "
+        "shipped models store what benchmarks/box_convention.py measured on ICDAR 2015 "
+        "training words)",
     )
     parser.add_argument(
         "--preset",
@@ -255,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             nms_iou=args.nms_iou,
             min_size=args.min_size,
+            box_pad=args.box_pad,
             backend=args.backend,
             device=args.device,
             num_threads=args.threads,
@@ -306,6 +328,7 @@ def run(args: argparse.Namespace) -> int:
         "threshold": detector.threshold,
         "nms_iou": detector.nms_iou,
         "min_size": detector.min_size,
+        "box_pad": detector.box_pad,
         "res_scores": bool(args.res_scores),
         "verifier": None if verifier is None else verifier.name,
         "verifier_sha256": verifier_digest,

@@ -29,7 +29,7 @@ from synthloc.detect.images import (
 from synthloc.detect.onnx_cache import onnx_copy
 from synthloc.detect.shipped import resolve_model
 from synthloc.detect.verifier import VerifierStage, load_verifier_stage
-from synthloc.geometry import quad_to_rbox
+from synthloc.geometry import pad_quads, quad_to_rbox
 from synthloc.model import (
     decode_dense_predictions,
     decode_predictions,
@@ -43,6 +43,7 @@ DEFAULT_SCALES: tuple[float, ...] = (1024.0,)
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_NMS_IOU = 0.3
 DEFAULT_MIN_SIZE = 0.0
+DEFAULT_BOX_PAD = 0.0
 DEFAULT_BATCH_SIZE = 4
 # Detection settings a model file can recommend: preset name -> its key in the model file's
 # ``extra`` (and, prefixed with ``synthloc.``, in ONNX metadata).
@@ -105,9 +106,14 @@ class Detector:
     are dropped; min_size: detections whose short side is below this many pixels *of the
     resized image the network saw* are dropped before NMS (the network cannot resolve words
     that small, so they are mostly texture; measured per scale, so with several scales a
-    small word is still found at the scale that enlarges it); batch_size: images per
-    forward pass (images of one resized size only); verifier: the second stage, run on each
-    image's candidates after NMS (None = first stage only).
+    small word is still found at the scale that enlarges it); box_pad: every final quad
+    grows by this fraction of its height on each side (:func:`synthloc.geometry.pad_quads`;
+    negative values, down to -0.25, shrink it) to match a benchmark's box convention: the
+    engine's ground truth hugs the glyphs, while ICDAR 2015's annotators drew boxes about 1.2
+    times as tall as fcrn-dense's (``benchmarks/box_convention.py`` measures a model's gap; 0 =
+    the boxes as trained); batch_size: images per forward pass (images of
+    one resized size only); verifier: the second stage, run on each image's candidates after
+    NMS (None = first stage only).
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class Detector:
         threshold: float = DEFAULT_THRESHOLD,
         nms_iou: float = DEFAULT_NMS_IOU,
         min_size: float = DEFAULT_MIN_SIZE,
+        box_pad: float = DEFAULT_BOX_PAD,
         batch_size: int = DEFAULT_BATCH_SIZE,
         name: str = "",
         dense: bool = False,
@@ -133,6 +140,8 @@ class Detector:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
         if not min_size >= 0.0:
             raise ValueError(f"min_size must be >= 0, got {min_size}")
+        if not -0.25 <= box_pad <= 1.0:  # also refuses NaN
+            raise ValueError(f"box_pad must be in [-0.25, 1], got {box_pad}")
         if not 0.0 <= threshold <= 1.0:  # also refuses NaN
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         self.backend = backend
@@ -142,6 +151,7 @@ class Detector:
         self.threshold = float(threshold)
         self.nms_iou = float(nms_iou)
         self.min_size = float(min_size)
+        self.box_pad = float(box_pad)
         self.batch_size = int(batch_size)
         self.name = name
         self.dense = bool(dense)
@@ -158,6 +168,7 @@ class Detector:
         threshold: float | None = None,
         nms_iou: float | None = None,
         min_size: float | None = None,
+        box_pad: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | torch.device | None = None,
         num_threads: int | None = None,
@@ -183,6 +194,7 @@ class Detector:
             threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
             nms_iou=DEFAULT_NMS_IOU if nms_iou is None else nms_iou,
             min_size=DEFAULT_MIN_SIZE if min_size is None else min_size,
+            box_pad=DEFAULT_BOX_PAD if box_pad is None else box_pad,
             batch_size=batch_size,
             name=name,
             dense=getattr(config, "arch", "") == "fcrn-dense",
@@ -198,6 +210,7 @@ class Detector:
         threshold: float | None = None,
         nms_iou: float | None = None,
         min_size: float | None = None,
+        box_pad: float | None = None,
         backend: str = "auto",
         device: str | torch.device | None = None,
         num_threads: int | None = None,
@@ -220,8 +233,8 @@ class Detector:
         device: torch backend only; None picks CUDA when available, else CPU.
         num_threads: intra-op threads (torch: set for each call and restored afterwards;
             onnxruntime: the session's ``intra_op_num_threads``). None = library default.
-        scales, threshold, nms_iou, min_size: None = the values of the model file's ``preset``
-            or else the library defaults.
+        scales, threshold, nms_iou, min_size, box_pad: None = the values of the model file's
+            ``preset`` or else the library defaults.
         preset: which setting stored in the model file fills the options not given: "default"
             (``extra["detect"]``, written by ``benchmarks/tune_detect.py``) or "multiscale"
             (``extra["detect_multiscale"]``; a clear error if the file has none).
@@ -245,6 +258,7 @@ class Detector:
             "threshold": threshold,
             "nms_iou": nms_iou,
             "min_size": min_size,
+            "box_pad": box_pad,
         }
         stage: VerifierStage | None = None
         if verify:
@@ -390,7 +404,9 @@ class Detector:
         verifier, the survivors go through it and a second NMS merges candidates that its
         refinement made overlap.
 
-        Quads are not clipped to the image: a word cut by the border keeps its true shape.
+        The survivors then grow by ``box_pad`` (after both NMS passes and the verifier, which
+        work on the boxes as trained). Quads are not clipped to the image: a word cut by the
+        border keeps its true shape.
         """
         quads = np.concatenate([q for q, _ in found]) if found else np.zeros((0, 4, 2))
         scores = np.concatenate([s for _, s in found]) if found else np.zeros((0,))
@@ -403,6 +419,8 @@ class Detector:
             if len(quads) == 0:
                 return []
             keep = rotated_nms(quads, scores, self.nms_iou)
+        if self.box_pad != 0.0:
+            quads = pad_quads(quads, self.box_pad)
         # Scores are reported in [0, 1] (see Detection); NMS ranked them unclipped.
         return [
             Detection(quads[i].astype(np.float32), min(max(float(scores[i]), 0.0), 1.0))
@@ -481,14 +499,16 @@ def _resolve_options(requested: dict[str, Any], hints: object) -> dict[str, Any]
     """Explicit arguments, else the model file's recommendations, else library defaults.
 
     ``hints`` is the model file's ``extra["detect"]`` (or the ONNX ``synthloc.detect``
-    metadata): a dict with any of ``scales``, ``threshold``, ``nms_iou``, ``min_size``, written
-    by ``benchmarks/tune_detect.py``; files written before ``min_size`` existed get 0.
+    metadata): a dict with any of ``scales``, ``threshold``, ``nms_iou``, ``min_size`` (written
+    by ``benchmarks/tune_detect.py``) and ``box_pad`` (``benchmarks/box_convention.py``);
+    keys a file lacks get the library defaults (0 for both of the last two).
     """
     defaults = {
         "scales": DEFAULT_SCALES,
         "threshold": DEFAULT_THRESHOLD,
         "nms_iou": DEFAULT_NMS_IOU,
         "min_size": DEFAULT_MIN_SIZE,
+        "box_pad": DEFAULT_BOX_PAD,
     }
     stored = hints if isinstance(hints, dict) else {}
     out: dict[str, Any] = {}
