@@ -813,15 +813,20 @@ def test_help_examples_name_model_files_that_detect_and_export_accept(
     )
 
 
+def _assert_one_line_cli_error(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``synthloc detect ... FLAG VALUE`` exits 2 with a message naming FLAG, no traceback."""
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", "x.jpg", "--out", "unused", flag, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("value", ["nan", "2", "-1", "abc"])
 def test_threshold_outside_0_1_is_a_one_line_error(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["detect", "x.jpg", "--out", "unused", "--threshold", value])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert "--threshold" in err and "Traceback" not in err
+    _assert_one_line_cli_error("--threshold", value, capsys)
     with pytest.raises(ValueError, match="threshold"):
         Detector.from_model(_tiny_model(), threshold=float(value) if value != "abc" else 2.0)
 
@@ -830,11 +835,7 @@ def test_threshold_outside_0_1_is_a_one_line_error(
 def test_box_pad_outside_its_range_is_a_one_line_error(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["detect", "x.jpg", "--out", "unused", "--box-pad", value])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert "--box-pad" in err and "Traceback" not in err
+    _assert_one_line_cli_error("--box-pad", value, capsys)
 
 
 def test_bad_devices_and_out_paths_are_one_line_errors(

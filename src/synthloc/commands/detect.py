@@ -43,6 +43,7 @@ import hashlib
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,26 +51,25 @@ from pathlib import Path
 MAX_NAMES_SHOWN = 5
 
 
-def _unit_float(text: str) -> float:
-    """A float in [0, 1] for --threshold (NaN and out-of-range values are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a float in [low, high] (NaN and out-of-range values are refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number in [{low:g}, {high:g}], got {text!r}"
+            ) from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}], got {text}")
+        return value
+
+    return parse
 
 
-def _box_pad(text: str) -> float:
-    """A float in [-0.25, 1] for --box-pad (NaN and out-of-range values are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [-0.25, 1], got {text!r}") from None
-    if not (math.isfinite(value) and -0.25 <= value <= 1.0):
-        raise argparse.ArgumentTypeError(f"must be in [-0.25, 1], got {text}")
-    return value
+_unit_float = _float_in(0.0, 1.0)  # --threshold, --verify-threshold
+_box_pad = _float_in(-0.25, 1.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
