@@ -10,6 +10,7 @@ whole batches from the sampler (so they never overlap either), and the stream po
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import torch
 from synthloc.data.datasets import InfiniteSource
 from synthloc.data.sample import Sample
 from synthloc.data.transforms import AugmentConfig, augment
+from synthloc.geometry import pad_quads
 
 __all__ = [
     "Batch",
@@ -134,7 +136,8 @@ def encode_sample(
 class TrainingStream(torch.utils.data.Dataset[EncodedSample]):
     """Map-style view of the infinite stream: element ``g`` -> augmented, encoded sample.
 
-    Augmentation draws from ``default_rng(SeedSequence([seed, tag, g]))``. An item the source
+    Augmentation draws from ``default_rng(SeedSequence([seed, tag, g]))``; then every word box
+    grows by ``box_pad`` of its height on every side (the box convention the model learns). An item the source
     cannot produce (corrupt file, engine failure: OSError/ValueError) is replaced by the
     element ``g + k * 2**40`` (k = 1, 2, ...), a deterministic choice, and counted in
     ``failures``; after ``max_retries`` failures in a row the last error is raised.
@@ -149,9 +152,11 @@ class TrainingStream(torch.utils.data.Dataset[EncodedSample]):
         seed: int,
         max_retries: int = 8,
         dense_shrink: float | None = None,
+        box_pad: float = 0.0,
     ) -> None:
         self.source = source
         self.dense_shrink = dense_shrink
+        self.box_pad = float(box_pad)
         self.augment_config = augment_config
         self.stride = int(stride)
         self.min_size = float(min_size)
@@ -177,6 +182,9 @@ class TrainingStream(torch.utils.data.Dataset[EncodedSample]):
         if self.augment_config is not None:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, _AUGMENT_TAG, element]))
             sample = augment(sample, self.augment_config, rng)
+        if self.box_pad:
+            quads = pad_quads(sample.word_quads, self.box_pad).astype(np.float32)
+            sample = dataclasses.replace(sample, word_quads=quads)
         encoded = encode_sample(sample, self.stride, self.min_size, self.dense_shrink)
         encoded.failures = failures
         return encoded

@@ -113,6 +113,7 @@ def build_loader(
         min_size=config.data.min_word_size,
         seed=aug_seed,
         dense_shrink=config.data.dense_shrink if config.model.arch == "fcrn-dense" else None,
+        box_pad=config.data.box_pad,
     )
     sampler = StreamBatchSampler(
         config.batch_size,
