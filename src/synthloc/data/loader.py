@@ -138,9 +138,9 @@ class TrainingStream(torch.utils.data.Dataset[EncodedSample]):
 
     Augmentation draws from ``default_rng(SeedSequence([seed, tag, g]))``; then every word box
     grows by ``box_pad`` of its height on every side (the box convention the model learns).
-    An item the source cannot produce (corrupt file, engine failure: OSError/ValueError) is replaced by the
-    element ``g + k * 2**40`` (k = 1, 2, ...), a deterministic choice, and counted in
-    ``failures``; after ``max_retries`` failures in a row the last error is raised.
+    An item the source cannot produce (corrupt file, engine failure: OSError/ValueError) is
+    replaced by the element ``g + k * 2**40`` (k = 1, 2, ...), a deterministic choice, and
+    counted in ``failures``; after ``max_retries`` failures in a row the last error is raised.
     """
 
     def __init__(
