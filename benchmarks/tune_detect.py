@@ -80,8 +80,13 @@ def main() -> None:
         extra: dict[str, object] = {}
         if args.checkpoint is not None:
             model = model_from_checkpoint(args.checkpoint, args.weights)
-            step = int(load_checkpoint(args.checkpoint)["step"])
-            extra = {"step": step, "weights": f"{args.weights} weights of {args.checkpoint.name}"}
+            checkpoint = load_checkpoint(args.checkpoint)
+            extra = {
+                "step": int(checkpoint["step"]),
+                "weights": f"{args.weights} weights of {args.checkpoint.name}",
+                # the box convention of its training data (Detector.engine_box_pad)
+                "target_box_pad": float(checkpoint["config"]["data"].get("box_pad", 0.0)),
+            }
             args.model = Path(tmp) / "model.pt"
             save_model(args.model, model, extra)
         folder = make_synthetic_set(
@@ -99,7 +104,7 @@ def main() -> None:
                         min_size=min_size,
                         num_threads=args.threads,
                     )
-                    figures = score_folder(detector, folder, box_pad=0.0)
+                    figures = score_folder(detector, folder, box_pad=detector.engine_box_pad)
                     print(
                         f"scales={scales} threshold={threshold:.2f} min_size={min_size:g}: "
                         f"P={figures['precision']:.3f} R={figures['recall']:.3f} "
@@ -119,8 +124,8 @@ def main() -> None:
         if args.write is not None:
             tuned, extra = load_model_with_extra(args.model)
             tuned_on = f"synthetic seed {args.seed}"
-            # box_pad is not tuned here (the synthetic set shares the training data's tight
-            # boxes): a value box_convention.py stored in the preset stays.
+            # box_pad is not tuned here (the synthetic set is scored in the engine's tight
+            # convention, engine_box_pad): a value box_convention.py stored in the preset stays.
             previous = extra.get(args.key)
             choice = dict(best[1])
             if isinstance(previous, dict) and "box_pad" in previous:

@@ -202,6 +202,34 @@ def test_training_stream_replaces_bad_items_deterministically() -> None:
     assert stream[3].failures == 0
 
 
+class _OneWord(_Numbered):
+    """Sample i: one 80 x 20 word on a 64 x 128 image."""
+
+    def __getitem__(self, index: int) -> Sample:
+        quad = np.array([[[20, 20], [100, 20], [100, 40], [20, 40]]], np.float32)
+        image = np.full((64, 128, 3), index, np.uint8)
+        return Sample(image=image, word_quads=quad, words=["word"], name=str(index))
+
+
+def test_training_stream_pads_the_boxes_it_learns() -> None:
+    from synthloc.geometry import pad_quads, quad_to_rbox
+
+    tight = TrainingStream(_OneWord(3), None, stride=4, min_size=4, seed=0, dense_shrink=0.3)
+    padded = TrainingStream(
+        _OneWord(3), None, stride=4, min_size=4, seed=0, dense_shrink=0.3, box_pad=0.25
+    )
+    a, b = tight[1], padded[1]
+    np.testing.assert_allclose(b.word_quads, pad_quads(a.word_quads, 0.25), atol=1e-5)
+    # 0.25 of the 20 px height on every side: 90 x 30.
+    np.testing.assert_allclose(quad_to_rbox(b.word_quads)[0, 2:4], [90.0, 30.0], atol=1e-4)
+    # The dense targets follow: a word cell predicts the padded box's sides (log cells).
+    for item, (width, height) in ((a, (80.0, 20.0)), (b, (90.0, 30.0))):
+        assert item.positive[7, 15]  # the cell centred at (62, 30), inside the word
+        left, top, right, bottom = np.exp(item.target[0:4, 7, 15]) * 4
+        assert (left + right, top + bottom) == pytest.approx((width, height), abs=1e-3)
+    assert b.positive.sum() >= a.positive.sum()
+
+
 def test_on_the_fly_synthesis_matches_synthloc_synth(tmp_path: Path) -> None:
     from synthloc.synth.backgrounds import list_backgrounds
     from synthloc.synth.runner import render_sample

@@ -328,6 +328,38 @@ def test_box_pad_grows_the_final_boxes_and_comes_from_the_model_file(tmp_path: P
         Detector.load(tmp_path / "m.pt", box_pad=-0.3)
 
 
+def test_trained_box_pad_gives_the_engine_box_convention(tmp_path: Path) -> None:
+    from synthloc.export import export_onnx
+    from synthloc.geometry import pad_quads
+    from synthloc.verify import Verifier, save_verifier
+
+    # A model trained on boxes grown by 0.11 (data.box_pad) is scored on the engine's tight
+    # ground truth with its boxes shrunk back: engine_box_pad undoes the padding exactly.
+    model = _tiny_model()
+    save_model(tmp_path / "pad.pt", model, extra={"target_box_pad": 0.11})
+    export_onnx(model, tmp_path / "pad.onnx", trained_box_pad=0.11)
+    for detector in (
+        Detector.load(tmp_path / "pad.pt", backend="torch"),
+        Detector.load(tmp_path / "pad.pt", backend="onnxruntime"),
+        Detector.load(tmp_path / "pad.onnx"),
+    ):
+        assert detector.trained_box_pad == pytest.approx(0.11)
+        assert detector.engine_box_pad == pytest.approx(-0.11 / 1.22)
+        assert detector.box_pad == 0.0  # the boxes as predicted unless a preset says otherwise
+    words = _words()
+    back = pad_quads(pad_quads(words, 0.11), Detector.load(tmp_path / "pad.pt").engine_box_pad)
+    np.testing.assert_allclose(back, words, atol=1e-9)
+    # A verifier's refined quads were trained on the engine's boxes: no correction then.
+    save_verifier(tmp_path / "v.pt", Verifier())
+    assert Detector.load(tmp_path / "pad.pt", verifier=tmp_path / "v.pt").engine_box_pad == 0.0
+    # Files from before the option trained on the engine's boxes.
+    save_model(tmp_path / "old.pt", model)
+    assert Detector.load(tmp_path / "old.pt").engine_box_pad == 0.0
+    save_model(tmp_path / "bad.pt", model, extra={"target_box_pad": "wide"})
+    with pytest.raises(ValueError, match=r"bad\.pt: target_box_pad must be a number"):
+        Detector.load(tmp_path / "bad.pt")
+
+
 def test_load_with_the_multiscale_preset(tmp_path: Path) -> None:
     model = _tiny_model()
     multi = {"scales": [512, 768, 1024], "threshold": 0.95, "min_size": 16}

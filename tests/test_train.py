@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from synthloc.cli import main
+from synthloc.detect import Detector
 from synthloc.model import load_model
 from synthloc.train import NonFiniteLossError, fit, load_checkpoint, lr_factor, validate
 from synthloc.train_config import ScheduleConfig, TrainConfig, load_config
@@ -230,6 +231,7 @@ def test_cli_trains_resumes_and_writes_the_run(tmp_path: Path) -> None:
     folder = write_text_folder(tmp_path / "data", count=4, seed=3, size=96)
     out = tmp_path / "run"
     common = ["--no-progress", "--set", "model.width=0.25", "--set", "data.augment.size=64"]
+    common += ["--set", "data.box_pad=0.1"]  # its model file records the box convention
     args = [
         "train", "--out", str(out), "--icdar", str(folder), "--val-icdar", str(folder),
         "--steps", "2", "--batch-size", "2", "--workers", "1", "--set", "val.synth_count=0",
@@ -250,6 +252,7 @@ def test_cli_trains_resumes_and_writes_the_run(tmp_path: Path) -> None:
     assert load_checkpoint(out / "last.pt")["step"] == 4 and not (out / "model.pt").exists()
     assert main(resume) == 0 and load_checkpoint(out / "last.pt")["step"] == 5
     assert (out / "model.pt").is_file()
+    assert Detector.load(out / "model.pt", backend="torch").trained_box_pad == pytest.approx(0.1)
     assert main(["train", "--out", str(tmp_path / "bad"), "--set", "optim.lr=fast"]) == 2
     # A data source that does not exist fails before the run folder is made.
     missing = ["train", "--out", str(tmp_path / "none"), "--icdar", str(tmp_path / "absent")]

@@ -92,6 +92,8 @@ def test_every_input_is_checked_before_the_run_folder_is_made(
         (["--workers", "-1"], "workers"),
         (["--batch-size", "0"], "batch_size"),
         (["--set", "ema_decay=1.0"], "ema_decay"),
+        (["--set", "data.box_pad=-0.1"], "box_pad"),
+        (["--set", "data.box_pad=1.5"], "box_pad"),
     ],
 )
 def test_out_of_range_values_are_one_line_errors(

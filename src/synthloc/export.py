@@ -119,6 +119,7 @@ def export_onnx(
     trace_size: tuple[int, int] = (320, 352),
     detect_defaults: dict[str, Any] | None = None,
     detect_multiscale: dict[str, Any] | None = None,
+    trained_box_pad: float = 0.0,
 ) -> Path:
     """Write ``model`` (``.stride``/``.config`` attributes) as ONNX to ``path``; returns it.
 
@@ -129,7 +130,8 @@ def export_onnx(
     ``detect_defaults`` (``scales``, ``threshold``, ``nms_iou``, ``min_size``; JSON values) are
     stored as the ``synthloc.detect`` metadata that ``Detector.load`` uses when not told
     otherwise; ``detect_multiscale`` (same keys) as ``synthloc.detect_multiscale``, the
-    ``preset="multiscale"`` setting.
+    ``preset="multiscale"`` setting. ``trained_box_pad`` (the padding of the model's training
+    boxes, ``extra["target_box_pad"]`` of its file) is stored as ``synthloc.target_box_pad``.
     """
 
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -157,7 +159,9 @@ def export_onnx(
                 opset_version=opset,
                 do_constant_folding=True,
             )
-        _finish(tmp, _metadata(model, detect_defaults, detect_multiscale))
+        meta = _metadata(model, detect_defaults, detect_multiscale)
+        meta["synthloc.target_box_pad"] = json.dumps(float(trained_box_pad))
+        _finish(tmp, meta)
     return out
 
 

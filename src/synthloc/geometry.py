@@ -235,6 +235,15 @@ def rotation_matrix(theta: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
+def unpad_fraction(fraction: float) -> float:
+    """The ``pad_quads`` fraction that undoes padding by ``fraction``: ``pad_quads(pad_quads(q,
+    f), unpad_fraction(f))`` is ``q`` again (the padded height is ``1 + 2f`` times the
+    original, and both axes moved by ``f`` times the original height)."""
+    if not fraction > -0.5:  # also refuses NaN
+        raise ValueError(f"pad fraction must be above -0.5, got {fraction}")
+    return -fraction / (1.0 + 2.0 * fraction)
+
+
 def pad_quads(quads: np.ndarray, fraction: float) -> np.ndarray:
     """Quads grown outwards by ``fraction`` of their height on every side (shrunk inwards
     when it is negative).

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from synthloc.atomic import atomic_path
     from synthloc.commands.checks import out_file_problem
     from synthloc.detect import resolve_model
+    from synthloc.detect.detector import TRAINED_BOX_PAD_KEY, stored_trained_box_pad
     from synthloc.export import (
         MAX_OPSET,
         MIN_OPSET,
@@ -118,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
                 opset=args.opset,
                 detect_defaults=detect_defaults,
                 detect_multiscale=multiscale,
+                trained_box_pad=stored_trained_box_pad(extra.get(TRAINED_BOX_PAD_KEY), model_path),
             )
             worst = check_onnx_parity(model, tmp, sizes=args.parity_sizes, atol=args.atol)
     except OnnxParityError as exc:

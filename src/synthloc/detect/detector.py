@@ -29,7 +29,7 @@ from synthloc.detect.images import (
 from synthloc.detect.onnx_cache import onnx_copy
 from synthloc.detect.shipped import resolve_model
 from synthloc.detect.verifier import VerifierStage, load_verifier_stage
-from synthloc.geometry import pad_quads, quad_to_rbox
+from synthloc.geometry import pad_quads, quad_to_rbox, unpad_fraction
 from synthloc.model import (
     decode_dense_predictions,
     decode_predictions,
@@ -48,6 +48,8 @@ DEFAULT_BATCH_SIZE = 4
 # Detection settings a model file can recommend: preset name -> its key in the model file's
 # ``extra`` (and, prefixed with ``synthloc.``, in ONNX metadata).
 PRESETS = {"default": "detect", "multiscale": "detect_multiscale"}
+# The padding of a model's training boxes (its run's ``data.box_pad``), in the same places.
+TRAINED_BOX_PAD_KEY = "target_box_pad"
 BACKENDS = ("auto", "torch", "onnxruntime")
 
 
@@ -113,7 +115,9 @@ class Detector:
     times as tall as fcrn-dense's (``benchmarks/box_convention.py`` measures a model's gap; 0 =
     the boxes as trained); batch_size: images per forward pass (images of
     one resized size only); verifier: the second stage, run on each image's candidates after
-    NMS (None = first stage only).
+    NMS (None = first stage only); trained_box_pad: the padding of the first stage's training
+    boxes (``data.box_pad`` of its run, stored in its model file; 0 = the engine's tight
+    boxes), which :attr:`engine_box_pad` uses to score against the engine's own ground truth.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class Detector:
         name: str = "",
         dense: bool = False,
         verifier: VerifierStage | None = None,
+        trained_box_pad: float = 0.0,
     ) -> None:
         if stride <= 0:
             raise ValueError(f"stride must be positive, got {stride}")
@@ -144,6 +149,8 @@ class Detector:
             raise ValueError(f"box_pad must be in [-0.25, 1], got {box_pad}")
         if not 0.0 <= threshold <= 1.0:  # also refuses NaN
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if not 0.0 <= trained_box_pad <= 1.0:  # also refuses NaN
+            raise ValueError(f"trained_box_pad must be in [0, 1], got {trained_box_pad}")
         self.backend = backend
         self.stride = int(stride)
         self.confidence = confidence
@@ -156,6 +163,17 @@ class Detector:
         self.name = name
         self.dense = bool(dense)
         self.verifier = verifier
+        self.trained_box_pad = float(trained_box_pad)
+
+    @property
+    def engine_box_pad(self) -> float:
+        """The ``box_pad`` that gives boxes in the engine's convention (its ground truth hugs
+        the glyphs), for scoring on the engine's images: 0 with a verifier, whose refined quads
+        were trained on the engine's boxes; otherwise the padding that undoes the first
+        stage's ``trained_box_pad``."""
+        if self.verifier is not None:
+            return 0.0
+        return unpad_fraction(self.trained_box_pad)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -175,6 +193,7 @@ class Detector:
         fold_bn: bool = True,
         name: str = "",
         verifier: VerifierStage | None = None,
+        trained_box_pad: float = 0.0,
     ) -> Detector:
         """A detector around an in-memory model (``.stride`` and ``.config`` attributes).
 
@@ -199,6 +218,7 @@ class Detector:
             name=name,
             dense=getattr(config, "arch", "") == "fcrn-dense",
             verifier=verifier,
+            trained_box_pad=trained_box_pad,
         )
 
     @classmethod
@@ -280,6 +300,7 @@ class Detector:
         model, extra = load_model_with_extra(model_path)
         stored = _preset_hints(extra.get(PRESETS[preset]), model_path, preset)
         options = _resolve_options(requested, stored)
+        trained_pad = stored_trained_box_pad(extra.get(TRAINED_BOX_PAD_KEY), model_path)
         if backend == "torch":
             return cls.from_model(
                 model,
@@ -288,6 +309,7 @@ class Detector:
                 batch_size=batch_size,
                 name=model_path.name,
                 verifier=stage,
+                trained_box_pad=trained_pad,
                 **options,
             )
         # onnxruntime on a PyTorch checkpoint: its ONNX copy (exported once, then cached; see
@@ -295,11 +317,13 @@ class Detector:
         from synthloc.export import DEFAULT_OPSET, export_onnx
 
         def export(target: Path) -> Path:
-            return export_onnx(model, target)
+            return export_onnx(model, target, trained_box_pad=trained_pad)
 
         with onnx_copy(model_path, "detector", DEFAULT_OPSET, export) as onnx_path:
             onnx_backend = _OnnxBackend(onnx_path, num_threads)
-        return cls._from_onnx(onnx_backend, model_path, options, batch_size, "default", stage)
+        return cls._from_onnx(
+            onnx_backend, model_path, options, batch_size, "default", stage, trained_pad
+        )
 
     @classmethod
     def _from_onnx(
@@ -310,7 +334,10 @@ class Detector:
         batch_size: int,
         preset: str,
         verifier: VerifierStage | None,
+        trained_box_pad: float | None = None,
     ) -> Detector:
+        """``trained_box_pad`` None: the file's ``synthloc.target_box_pad`` metadata (0 if it
+        has none); a .pt file's cached ONNX copy passes the .pt file's value."""
         meta = backend.metadata
         if "synthloc.stride" not in meta:
             raise ValueError(
@@ -319,6 +346,9 @@ class Detector:
             )
         raw = meta.get(f"synthloc.{PRESETS[preset]}")
         hints = _preset_hints(json.loads(raw) if raw else None, path, preset)
+        if trained_box_pad is None:
+            raw_pad = meta.get(f"synthloc.{TRAINED_BOX_PAD_KEY}")
+            trained_box_pad = stored_trained_box_pad(json.loads(raw_pad) if raw_pad else None, path)
         return cls(
             backend,
             stride=int(meta["synthloc.stride"]),
@@ -327,6 +357,7 @@ class Detector:
             name=path.name,
             dense=meta.get("synthloc.arch", "") == "fcrn-dense",
             verifier=verifier,
+            trained_box_pad=trained_box_pad,
             **_resolve_options(requested, hints),
         )
 
@@ -493,6 +524,19 @@ def _preset_hints(stored: object, path: Path, preset: str) -> object:
             "and min_size explicitly instead"
         )
     return stored
+
+
+def stored_trained_box_pad(stored: object, path: Path) -> float:
+    """A model file's ``target_box_pad`` (0 when it has none: files from before the option,
+    whose runs trained on the engine's own boxes); a value that is not a number in [0, 1] is
+    an error naming the file."""
+    if stored is None:
+        return 0.0
+    if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not 0 <= stored <= 1:
+        raise ValueError(
+            f"{path}: {TRAINED_BOX_PAD_KEY} must be a number in [0, 1], got {stored!r}"
+        )
+    return float(stored)
 
 
 def _resolve_options(requested: dict[str, Any], hints: object) -> dict[str, Any]:

@@ -93,6 +93,8 @@ class Trainer(TrainerBase):
     def save_model_file(self, path: Path, extra: dict[str, Any]) -> None:
         from synthloc.model import save_model
 
+        # The box convention the weights learned, for Detector.engine_box_pad.
+        extra = {**extra, "target_box_pad": self.config.data.box_pad}
         save_model(path, self.eval_model(), extra)
 
     def train_step(self, batches: Any) -> dict[str, float] | None:

@@ -13,6 +13,7 @@ from torch import nn
 from synthloc.data.datasets import IcdarFolderDataset, OnTheFlySynthesis
 from synthloc.data.sample import Sample
 from synthloc.data.transforms import resize_to_fit
+from synthloc.geometry import unpad_fraction
 from synthloc.train.distributed import unwrap
 from synthloc.train_config import TrainConfig, ValConfig
 
@@ -39,12 +40,13 @@ def predict_quads(
     device: torch.device,
     batch_size: int = 8,
     min_size: float = 0.0,
+    box_pad: float = 0.0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Single-scale detection for validation, with :class:`synthloc.detect.Detector` (on a
     BatchNorm-folded copy, so ``model`` itself is left as it is): long side ``max_side``,
-    decode, the ``min_size`` filter, rotated NMS, quads mapped back. images: uint8 [H, W, 3]
-    RGB each. Returns per image quads float32 [K, 4, 2] in the image's own pixels and scores
-    float32 [K]."""
+    decode, the ``min_size`` filter, rotated NMS, quads mapped back, grown by ``box_pad``.
+    images: uint8 [H, W, 3] RGB each. Returns per image quads float32 [K, 4, 2] in the
+    image's own pixels and scores float32 [K]."""
     from synthloc.detect import Detector
 
     detector = Detector.from_model(
@@ -53,6 +55,7 @@ def predict_quads(
         threshold=score_threshold,
         nms_iou=nms_iou,
         min_size=min_size,
+        box_pad=box_pad,
         batch_size=batch_size,
         device=device,
     )
@@ -71,8 +74,10 @@ def _score(
     max_side: int,
     val: ValConfig,
     device: torch.device,
+    box_pad: float = 0.0,
 ) -> dict[str, float]:
-    """ic15 scores of ``model`` on ``samples`` at ``val``'s settings. With
+    """ic15 scores of ``model`` on ``samples`` at ``val``'s settings, its boxes grown by
+    ``box_pad``. With
     ``val.score_thresholds``, one detection pass at the lowest threshold is scored at each
     (keeping the detections at or above it), and the best F is returned with its threshold."""
     from synthloc.data.icdar import IcdarGT
@@ -88,6 +93,7 @@ def _score(
         device,
         val.batch_size,
         val.min_size,
+        box_pad,
     )
     gt = {
         f"{k:06d}_{s.name}": IcdarGT(quads=s.word_quads, words=s.words, ignore=s.ignore)
@@ -119,7 +125,9 @@ def validate(
     """Score ``model`` (ic15) on the fixed synthetic set and each ICDAR folder of ``config.val``.
 
     Returns flat metrics ``{"synth/hmean": ..., "icdar2015_dev/precision": ..., ...}`` and
-    ``"hmean"``: the synthetic F when that set exists, else the first folder's F.
+    ``"hmean"``: the synthetic F when that set exists, else the first folder's F. A model
+    trained on padded boxes (``data.box_pad``) is scored on the synthetic set with its boxes
+    shrunk back to the engine's convention, and on ICDAR folders as it predicts them.
     """
     val = config.val
     was_training = model.training
@@ -128,7 +136,8 @@ def validate(
     try:
         samples = synth_set if synth_set is not None else validation_synth_set(config)
         if samples:
-            for key, value in _score(model, samples, val.max_side, val, device).items():
+            unpad = unpad_fraction(config.data.box_pad)
+            for key, value in _score(model, samples, val.max_side, val, device, unpad).items():
                 metrics[f"synth/{key}"] = value
         for folder in val.icdar:
             dataset = IcdarFolderDataset(folder)

@@ -455,10 +455,11 @@ def first_stage(config: VerifierDataConfig, num_threads: int | None = None) -> D
         config.detector,
         scales=config.detector_scales,
         threshold=config.detector_threshold,
-        box_pad=0.0,  # candidates in the engine's (tight) box convention, like its words
         num_threads=num_threads,
         verify=False,
     )
+    # Candidates in the engine's (tight) box convention, like its words.
+    detector.box_pad = detector.engine_box_pad
 
     def detect(image: np.ndarray) -> np.ndarray:
         found = detector(image)[: config.max_detections]
