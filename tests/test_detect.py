@@ -349,9 +349,27 @@ def test_trained_box_pad_gives_the_engine_box_convention(tmp_path: Path) -> None
     words = _words()
     back = pad_quads(pad_quads(words, 0.11), Detector.load(tmp_path / "pad.pt").engine_box_pad)
     np.testing.assert_allclose(back, words, atol=1e-9)
-    # A verifier's refined quads were trained on the engine's boxes: no correction then.
+    # The verifier refines in the engine's convention; its quads are grown to the first
+    # stage's, so one engine_box_pad holds with and without it.
     save_verifier(tmp_path / "v.pt", Verifier())
-    assert Detector.load(tmp_path / "pad.pt", verifier=tmp_path / "v.pt").engine_box_pad == 0.0
+    pair = Detector.load(tmp_path / "pad.pt", verifier=tmp_path / "v.pt", backend="torch")
+    assert pair.engine_box_pad == pytest.approx(-0.11 / 1.22)
+    image = _image(300, 420)
+    oracle = OracleModel(words, image.shape[:2])
+    stage = pair.verifier
+    assert stage is not None
+    stage.threshold = 0.0  # keep every candidate of the untrained verifier
+    plain = Detector.from_model(oracle, scales=(1.0,), threshold=0.5, fold_bn=False, verifier=stage)
+    grown = Detector.from_model(
+        oracle, scales=(1.0,), threshold=0.5, fold_bn=False, verifier=stage, trained_box_pad=0.11
+    )
+    found, padded = plain(image), grown(image)
+    assert len(found) == len(padded) > 0
+    np.testing.assert_allclose(
+        np.array([d.quad for d in padded]),
+        pad_quads(np.array([d.quad for d in found]), 0.11),
+        atol=1e-3,
+    )
     # Files from before the option trained on the engine's boxes.
     save_model(tmp_path / "old.pt", model)
     assert Detector.load(tmp_path / "old.pt").engine_box_pad == 0.0

@@ -117,7 +117,9 @@ class Detector:
     one resized size only); verifier: the second stage, run on each image's candidates after
     NMS (None = first stage only); trained_box_pad: the padding of the first stage's training
     boxes (``data.box_pad`` of its run, stored in its model file; 0 = the engine's tight
-    boxes), which :attr:`engine_box_pad` uses to score against the engine's own ground truth.
+    boxes). The verifier learned the engine's boxes, so its refined quads grow by it too: both
+    stages then give boxes in the first stage's convention, and :attr:`engine_box_pad` undoes
+    it to score against the engine's own ground truth.
     """
 
     def __init__(
@@ -168,11 +170,8 @@ class Detector:
     @property
     def engine_box_pad(self) -> float:
         """The ``box_pad`` that gives boxes in the engine's convention (its ground truth hugs
-        the glyphs), for scoring on the engine's images: 0 with a verifier, whose refined quads
-        were trained on the engine's boxes; otherwise the padding that undoes the first
-        stage's ``trained_box_pad``."""
-        if self.verifier is not None:
-            return 0.0
+        the glyphs), for scoring on the engine's images: the padding that undoes
+        ``trained_box_pad`` (0 for a model trained on the engine's boxes)."""
         return unpad_fraction(self.trained_box_pad)
 
     # -- construction ---------------------------------------------------------------------
@@ -449,6 +448,8 @@ class Detector:
             quads, scores = self.verifier(image, quads[keep], first)
             if len(quads) == 0:
                 return []
+            if self.trained_box_pad != 0.0:  # refined in the engine's convention: convert
+                quads = pad_quads(quads, self.trained_box_pad)
             keep = rotated_nms(quads, scores, self.nms_iou)
         if self.box_pad != 0.0:
             quads = pad_quads(quads, self.box_pad)
