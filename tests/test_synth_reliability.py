@@ -58,6 +58,15 @@ def cli(*args: str, timeout: float = 120, **popen: object) -> subprocess.Popen[s
     )
 
 
+def _signal_masks(pid: int) -> str:
+    """The SigBlk / SigIgn / SigCgt lines of /proc/<pid>/status (SIGINT is the mask 0x2)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as error:
+        return f"unreadable ({error})"
+    return "; ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def worker_pids(parent: int) -> list[int]:
     """Spawned multiprocessing children of ``parent`` (from /proc)."""
     pids = []
@@ -336,8 +345,12 @@ def test_ctrl_c_is_one_line_and_exit_130(executor: list[str], tmp_path: Path) ->
     try:
         _, stderr = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:
+        # Which signals it ignored, blocked and caught then (a SIGINT ignored or blocked while
+        # workers start would be lost), before it is killed.
+        masks = _signal_masks(process.pid)
         os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail("synth did not stop on Ctrl-C")
+        here = signal.getsignal(signal.SIGINT)
+        pytest.fail(f"synth did not stop on Ctrl-C; its signal masks: {masks}; SIGINT here: {here}")
     assert process.returncode == 130
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.strip().splitlines() == [
