@@ -58,6 +58,10 @@ def cli(*args: str, timeout: float = 120, **popen: object) -> subprocess.Popen[s
     )
 
 
+def _sigint_at_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _signal_masks(pid: int) -> str:
     """The SigBlk / SigIgn / SigCgt lines of /proc/<pid>/status (SIGINT is the mask 0x2)."""
     try:
@@ -336,7 +340,16 @@ def test_shards_get_the_umask_mode(baseline: Path) -> None:
 def test_ctrl_c_is_one_line_and_exit_130(executor: list[str], tmp_path: Path) -> None:
     out = tmp_path / "ds"
     args = ["--count", "400", "--size", "128", "--shard-size", "2", *executor]
-    process = cli(*args, "--out", str(out), "--no-progress", start_new_session=True)
+    # A terminal's foreground job has SIGINT at its default; a test run as a background job
+    # (`make test &`, nohup ... &) inherits it ignored, and synth would rightly ignore Ctrl-C.
+    process = cli(
+        *args,
+        "--out",
+        str(out),
+        "--no-progress",
+        start_new_session=True,
+        preexec_fn=_sigint_at_default,
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not list(out.glob("progress/shard-*.json")):
         time.sleep(0.05)
