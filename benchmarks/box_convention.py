@@ -126,12 +126,15 @@ def measure(detector: Detector, folder: Path, count: int, seed: int) -> dict[str
 def _found_share(outcomes: list[tuple[float, bool, bool]]) -> dict[str, list[float]]:
     """[words, share found] per height bin of ``FOUND_BINS``, and for words taller than wide
     (vertical or steeply rotated text)."""
-    groups: dict[str, list[bool]] = {f"{low:g}-{high:g}px": [] for low, high in FOUND_BINS}
+    names = [
+        f"{low:g}-{high:g}px" if high < float("inf") else f">={low:g}px" for low, high in FOUND_BINS
+    ]
+    groups: dict[str, list[bool]] = {name: [] for name in names}
     groups["taller_than_wide"] = []
     for height, tall, hit in outcomes:
-        for low, high in FOUND_BINS:
+        for name, (low, high) in zip(names, FOUND_BINS):
             if low <= height < high:
-                groups[f"{low:g}-{high:g}px"].append(hit)
+                groups[name].append(hit)
         if tall:
             groups["taller_than_wide"].append(hit)
     return {
