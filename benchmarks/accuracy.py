@@ -126,15 +126,26 @@ def multi_scale_detector(
     """``scales`` if given; else the model file's tuned multi-scale preset; else
     ``MULTI_SCALE`` with the model's other defaults. An explicit ``threshold`` always wins.
     ``verifier`` / ``no_verify``: the second stage, as ``Detector.load`` takes it."""
-    stages = {"verifier": verifier, "verify": not no_verify}
     if scales is None:
         try:
             return Detector.load(
-                model, preset="multiscale", threshold=threshold, num_threads=threads, **stages
+                model,
+                preset="multiscale",
+                threshold=threshold,
+                num_threads=threads,
+                verifier=verifier,
+                verify=not no_verify,
             )
         except ValueError:  # no stored multi-scale setting (any other problem recurs below)
             scales = list(MULTI_SCALE)
-    return Detector.load(model, scales=scales, threshold=threshold, num_threads=threads, **stages)
+    return Detector.load(
+        model,
+        scales=scales,
+        threshold=threshold,
+        num_threads=threads,
+        verifier=verifier,
+        verify=not no_verify,
+    )
 
 
 def score_folder(
