@@ -201,6 +201,8 @@ def main() -> int:
             engines["rapidocr-det"] = lambda batch: sum(rapid(p) for p in batch)
 
         first = cv2.imread(str(paths[0]))
+        if first is None:
+            raise SystemExit(f"{paths[0]}: not a readable image")
         h, w = first.shape[:2]
         setting = detectors["torch"]
         scales = setting.scales
@@ -218,13 +220,13 @@ def main() -> int:
         print(f"threads: {args.threads}; passes: {args.repeats} (median reported)")
         print(f"torch {torch.__version__}, load average {load_average()}")
 
-        for run in engines.values():
-            run(paths[:2])  # warm-up: kernel selection, allocator, lazy init
+        for engine in engines.values():
+            engine(paths[:2])  # warm-up: kernel selection, allocator, lazy init
         rates: dict[str, list[float]] = {name: [] for name in engines}
         boxes: dict[str, int] = {}
         for _ in range(args.repeats):
-            for name, run in engines.items():
-                rate, found = time_pass(run, paths)
+            for name, engine in engines.items():
+                rate, found = time_pass(engine, paths)
                 rates[name].append(rate)
                 boxes[name] = found
 

@@ -61,7 +61,8 @@ def measure(
     """Params (millions), GFLOPs, median/min forward time (ms) and images/s of one image."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(0)
-    model = fold_batchnorm(build_model(config)).to(memory_format=memory_format)
+    model = fold_batchnorm(build_model(config))
+    model = model.to(memory_format=memory_format)  # type: ignore[call-overload]  # not in stubs
     params = sum(p.numel() for p in model.parameters())
     x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     x = x.contiguous(memory_format=memory_format)

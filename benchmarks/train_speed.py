@@ -135,7 +135,8 @@ def _time_compute(config: Any, args: argparse.Namespace) -> float:
 
     torch.manual_seed(0)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = build_model(config.model).train().to(memory_format=memory_format)
+    model = build_model(config.model).train()
+    model = model.to(memory_format=memory_format)  # type: ignore[call-overload]  # not in stubs
     optimizer = build_optimizer(model, config.optim)
     loss_fn = FCRNLoss(config.loss)
     batch = config.batch_size
