@@ -29,6 +29,7 @@ from accuracy import ENGINES, make_synthetic_set, score_folder
 
 from synthloc.detect import Detector
 from synthloc.model import load_model_with_extra, save_model
+from synthloc.model.io import TRAINED_BOX_PAD_KEY
 from synthloc.train import load_checkpoint, model_from_checkpoint
 
 VALIDATION_SEED = 987_654_321
@@ -85,7 +86,7 @@ def main() -> None:
                 "step": int(checkpoint["step"]),
                 "weights": f"{args.weights} weights of {args.checkpoint.name}",
                 # the box convention of its training data (Detector.engine_box_pad)
-                "target_box_pad": float(checkpoint["config"]["data"].get("box_pad", 0.0)),
+                TRAINED_BOX_PAD_KEY: float(checkpoint["config"]["data"].get("box_pad", 0.0)),
             }
             args.model = Path(tmp) / "model.pt"
             save_model(args.model, model, extra)

@@ -35,6 +35,7 @@ from torch import nn
 from synthloc import __version__
 from synthloc.atomic import atomic_path
 from synthloc.model import fold_batchnorm, preprocess
+from synthloc.model.io import TRAINED_BOX_PAD_KEY
 
 DEFAULT_OPSET = 17
 # Opsets the export supports: the zero padding to a stride multiple has input-dependent
@@ -160,7 +161,7 @@ def export_onnx(
                 do_constant_folding=True,
             )
         meta = _metadata(model, detect_defaults, detect_multiscale)
-        meta["synthloc.target_box_pad"] = json.dumps(float(trained_box_pad))
+        meta[f"synthloc.{TRAINED_BOX_PAD_KEY}"] = json.dumps(float(trained_box_pad))
         _finish(tmp, meta)
     return out
 

@@ -37,6 +37,7 @@ from synthloc.model import (
     load_model_with_extra,
     preprocess,
 )
+from synthloc.model.io import TRAINED_BOX_PAD_KEY
 from synthloc.nms import rotated_nms
 
 DEFAULT_SCALES: tuple[float, ...] = (1024.0,)
@@ -48,8 +49,6 @@ DEFAULT_BATCH_SIZE = 4
 # Detection settings a model file can recommend: preset name -> its key in the model file's
 # ``extra`` (and, prefixed with ``synthloc.``, in ONNX metadata).
 PRESETS = {"default": "detect", "multiscale": "detect_multiscale"}
-# The padding of a model's training boxes (its run's ``data.box_pad``), in the same places.
-TRAINED_BOX_PAD_KEY = "target_box_pad"
 BACKENDS = ("auto", "torch", "onnxruntime")
 
 

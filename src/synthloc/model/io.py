@@ -25,6 +25,9 @@ from synthloc.model.fcrn import ModelConfig, build_model, fold_batchnorm
 
 FILE_FORMAT = "synthloc-model"
 FILE_VERSION = 1
+# ``extra`` key: the padding of the model's training boxes (its run's ``data.box_pad``; absent
+# = 0, the engine's tight boxes). ONNX files carry it as ``synthloc.<key>`` metadata.
+TRAINED_BOX_PAD_KEY = "target_box_pad"
 
 
 _PLAIN_SCALARS = (type(None), bool, int, float, str)

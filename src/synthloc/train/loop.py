@@ -92,9 +92,10 @@ class Trainer(TrainerBase):
 
     def save_model_file(self, path: Path, extra: dict[str, Any]) -> None:
         from synthloc.model import save_model
+        from synthloc.model.io import TRAINED_BOX_PAD_KEY
 
         # The box convention the weights learned, for Detector.engine_box_pad.
-        extra = {**extra, "target_box_pad": self.config.data.box_pad}
+        extra = {**extra, TRAINED_BOX_PAD_KEY: self.config.data.box_pad}
         save_model(path, self.eval_model(), extra)
 
     def train_step(self, batches: Any) -> dict[str, float] | None:
