@@ -328,7 +328,9 @@ def test_box_pad_grows_the_final_boxes_and_comes_from_the_model_file(tmp_path: P
         Detector.load(tmp_path / "m.pt", box_pad=-0.3)
 
 
-def test_trained_box_pad_gives_the_engine_box_convention(tmp_path: Path) -> None:
+def test_trained_box_pad_gives_the_engine_box_convention(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from synthloc.export import export_onnx
     from synthloc.geometry import pad_quads
     from synthloc.verify import Verifier, save_verifier
@@ -376,6 +378,18 @@ def test_trained_box_pad_gives_the_engine_box_convention(tmp_path: Path) -> None
     save_model(tmp_path / "bad.pt", model, extra={"target_box_pad": "wide"})
     with pytest.raises(ValueError, match=r"bad\.pt: target_box_pad must be a number"):
         Detector.load(tmp_path / "bad.pt")
+    # The CLI says so in one line, for detection and for export alike.
+    cv2.imwrite(str(tmp_path / "in.png"), _image(64, 96))
+    bad = str(tmp_path / "bad.pt")
+    capsys.readouterr()
+    for args in (
+        ["detect", str(tmp_path / "in.png"), "--model", bad, "--out", str(tmp_path / "out")],
+        ["export", "--model", bad, "--out", str(tmp_path / "bad.onnx")],
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "bad.pt: target_box_pad must be a number" in err, err
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 def test_load_with_the_multiscale_preset(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from synthloc.atomic import atomic_path
     from synthloc.commands.checks import out_file_problem
     from synthloc.detect import resolve_model
-    from synthloc.detect.detector import TRAINED_BOX_PAD_KEY, stored_trained_box_pad
+    from synthloc.detect.detector import stored_trained_box_pad
     from synthloc.export import (
         MAX_OPSET,
         MIN_OPSET,
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         export_onnx,
     )
     from synthloc.model import load_model_with_extra
+    from synthloc.model.io import TRAINED_BOX_PAD_KEY
 
     if not MIN_OPSET <= args.opset <= MAX_OPSET:
         print(
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         model_path = resolve_model(args.model)[0]
         model, extra = load_model_with_extra(model_path)
+        trained_box_pad = stored_trained_box_pad(extra.get(TRAINED_BOX_PAD_KEY), model_path)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 opset=args.opset,
                 detect_defaults=detect_defaults,
                 detect_multiscale=multiscale,
-                trained_box_pad=stored_trained_box_pad(extra.get(TRAINED_BOX_PAD_KEY), model_path),
+                trained_box_pad=trained_box_pad,
             )
             worst = check_onnx_parity(model, tmp, sizes=args.parity_sizes, atol=args.atol)
     except OnnxParityError as exc:
