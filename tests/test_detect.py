@@ -513,6 +513,10 @@ def test_shipped_models_load_by_name_and_are_listed_in_help(
     assert paper.verifier is None and default.verifier is not None
     _, verifier_file = shipped_files(DEFAULT_MODEL)
     assert verifier_file is not None
+    # Each records the file it came from (what `synthloc detect` hashes into its results).
+    assert paper.source == shipped_files("fcrn-lite-paper")[0]
+    assert default.source == shipped_files(DEFAULT_MODEL)[0]
+    assert default.verifier.source == verifier_file
     hints = load_verifier_with_extra(verifier_file)[1]["verify"]
     assert default.threshold == pytest.approx(hints["first_stage_threshold"])
     assert default.verifier.threshold == pytest.approx(hints["threshold"])

@@ -259,7 +259,6 @@ def run(args: argparse.Namespace) -> int:
     from synthloc.detect import (
         Detector,
         output_paths,
-        resolve_model,
         settings_match,
         write_outputs,
     )
@@ -286,13 +285,12 @@ def run(args: argparse.Namespace) -> int:
             verify=not args.no_verify,
             verify_threshold=args.verify_threshold,
         )
-        model_path, shipped_verifier = resolve_model(args.model)
-        model_digest = _file_digest(model_path)
+        assert detector.source is not None  # Detector.load records its file
+        model_digest = _file_digest(detector.source)
         verifier = detector.verifier
-        verifier_path = shipped_verifier if args.verifier is None else args.verifier
         verifier_digest = (
-            _file_digest(verifier_path)
-            if verifier is not None and verifier_path is not None
+            _file_digest(verifier.source)
+            if verifier is not None and verifier.source is not None
             else None
         )
     except (FileNotFoundError, ValueError) as exc:

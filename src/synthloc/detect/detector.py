@@ -165,6 +165,9 @@ class Detector:
         self.dense = bool(dense)
         self.verifier = verifier
         self.trained_box_pad = float(trained_box_pad)
+        # The model file the detector was loaded from (set by load); None when built from a
+        # model in memory.
+        self.source: Path | None = None
 
     @property
     def engine_box_pad(self) -> float:
@@ -294,13 +297,17 @@ class Detector:
                     requested["threshold"] = float(hints["first_stage_threshold"])
         if model_path.suffix.lower() == ".onnx":
             onnx_backend = _OnnxBackend(model_path, num_threads)
-            return cls._from_onnx(onnx_backend, model_path, requested, batch_size, preset, stage)
+            detector = cls._from_onnx(
+                onnx_backend, model_path, requested, batch_size, preset, stage
+            )
+            detector.source = model_path
+            return detector
         model, extra = load_model_with_extra(model_path)
         stored = _preset_hints(extra.get(PRESETS[preset]), model_path, preset)
         options = _resolve_options(requested, stored)
         trained_pad = stored_trained_box_pad(extra.get(TRAINED_BOX_PAD_KEY), model_path)
         if backend == "torch":
-            return cls.from_model(
+            detector = cls.from_model(
                 model,
                 device=device,
                 num_threads=num_threads,
@@ -310,6 +317,8 @@ class Detector:
                 trained_box_pad=trained_pad,
                 **options,
             )
+            detector.source = model_path
+            return detector
         # onnxruntime on a PyTorch checkpoint: its ONNX copy (exported once, then cached; see
         # onnx_cache). The settings are already resolved from the .pt file's presets.
         from synthloc.export import DEFAULT_OPSET, export_onnx
@@ -319,9 +328,11 @@ class Detector:
 
         with onnx_copy(model_path, "detector", DEFAULT_OPSET, export) as onnx_path:
             onnx_backend = _OnnxBackend(onnx_path, num_threads)
-        return cls._from_onnx(
+        detector = cls._from_onnx(
             onnx_backend, model_path, options, batch_size, "default", stage, trained_pad
         )
+        detector.source = model_path
+        return detector
 
     @classmethod
     def _from_onnx(

@@ -65,6 +65,9 @@ class VerifierStage:
         self.threshold = float(threshold)
         self.batch_size = int(batch_size)
         self.name = name
+        # The file the stage was loaded from (set by load_verifier_stage); None when built
+        # from a model in memory.
+        self.source: Path | None = None
 
     @classmethod
     def from_model(
@@ -151,6 +154,7 @@ def load_verifier_stage(
             threshold=_threshold(threshold, hints),
             name=source.name,
         )
+        stage.source = source
         return stage, hints
     model, extra = load_verifier_with_extra(source)
     hints = extra.get("verify") if isinstance(extra.get("verify"), dict) else {}
@@ -163,6 +167,7 @@ def load_verifier_stage(
             num_threads=num_threads,
             name=source.name,
         )
+        stage.source = source
         return stage, hints
     from synthloc.detect.onnx_cache import onnx_copy
     from synthloc.export import DEFAULT_OPSET, export_verifier_onnx
@@ -178,6 +183,7 @@ def load_verifier_stage(
         threshold=_threshold(threshold, hints),
         name=source.name,
     )
+    stage.source = source
     return stage, hints
 
 
