@@ -329,6 +329,41 @@ def test_real_word_sprites_are_pasted_with_exact_quads(tmp_path: Path) -> None:
         SynthConfig(p_sprite=0.3)
 
 
+def _sprite_heights(folder: Path, max_scale: float, seeds: range) -> list[float]:
+    cfg = SynthConfig(
+        size=SIZE,
+        p_sprite=1.0,
+        sprite_dir=str(folder),
+        sprite_max_scale=max_scale,
+        camera=False,
+        max_illegible=0,
+        p_no_text=0.0,
+        sky_filter=False,
+    )
+    renderer = SceneRenderer(cfg)
+    heights = []
+    for seed in seeds:
+        s = renderer.render(_plain_background(seed), np.random.default_rng(seed))
+        for q in s.word_quads:  # corners TL, TR, BR, BL: mean of the two side lengths
+            heights.append(
+                float(np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
+            )
+    return heights
+
+
+def test_word_sprites_are_not_enlarged_past_sprite_max_scale(tmp_path: Path) -> None:
+    folder = tmp_path / "words"
+    _word_crop_folder(folder)  # one 24 px tall crop
+    capped = _sprite_heights(folder, 1.0, range(8))
+    loose = _sprite_heights(folder, 4.0, range(8))
+    assert len(capped) >= 4 and len(loose) >= 4
+    # Perspective stretches a side by at most about a quarter.
+    assert max(capped) <= 24 * 1.3
+    assert max(loose) > 24 * 1.5  # the font-size range alone would enlarge it
+    with pytest.raises(ValueError, match="sprite_max_scale must be > 0"):
+        SynthConfig(sprite_max_scale=0.0)
+
+
 def test_synth_command_paper_preset_and_set_options() -> None:
     """`synthloc synth --paper` is the paper's engine; --set changes one option after it."""
     from synthloc.cli import build_parser

@@ -153,6 +153,9 @@ class SynthConfig:
     # non-text crops as distractors; folder of word_N.png + coords.txt + gt.txt. Off by default.
     p_sprite: float = 0.0
     sprite_dir: str | None = None
+    # The most a word crop is enlarged (1: never past its own pixels, which would blur it
+    # into a soft rectangle); its height is otherwise drawn from the font-size range.
+    sprite_max_scale: float = 1.0
     # Leave out background photos that a folder's manifest.tsv flags as carrying real text
     # (its OCR column): their unannotated words would be negatives. Off in the paper's config,
     # whose background list is every photo of the folder.
@@ -197,6 +200,8 @@ class SynthConfig:
             problems.append(f"font_size_skew must be in (0, 1], got {self.font_size_skew}")
         if self.max_illegible < 0:
             problems.append(f"max_illegible must be >= 0, got {self.max_illegible}")
+        if not self.sprite_max_scale > 0:  # also refuses NaN
+            problems.append(f"sprite_max_scale must be > 0, got {self.sprite_max_scale}")
         if self.p_sprite > 0 and not self.sprite_dir:
             problems.append("p_sprite > 0 needs sprite_dir (a folder of real word crops)")
         names = {f.name for f in fields(self)}

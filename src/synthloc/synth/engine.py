@@ -558,11 +558,14 @@ class SceneRenderer:
             return None
         sprite_h, sprite_w = sprite.shape[:2]
         radius = float(cv2.distanceTransform(canvas_mask, cv2.DIST_L2, 3).max())
-        # Word height from the font-size range (a word's ink is about 0.75 em tall).
+        # Word height from the font-size range (a word's ink is about 0.75 em tall), but never
+        # enlarged past sprite_max_scale times the crop's own height.
         min_h = 0.75 * cfg.min_font_px
-        max_h = min(0.75 * cfg.max_font_px, 2.0 * radius / 1.2)
-        if max_h < min_h:
+        room = min(0.75 * cfg.max_font_px, 2.0 * radius / 1.2)
+        if room < min_h:
             return None
+        max_h = min(room, cfg.sprite_max_scale * sprite_h)
+        min_h = min(min_h, max_h)
         height = math.exp(rng.uniform(math.log(min_h), math.log(max_h)))
         integral = cv2.integral(canvas_mask)
         for _ in range(_SIZE_RETRIES):
