@@ -345,9 +345,7 @@ def _sprite_heights(folder: Path, max_scale: float, seeds: range) -> list[float]
     for seed in seeds:
         s = renderer.render(_plain_background(seed), np.random.default_rng(seed))
         for q in s.word_quads:  # corners TL, TR, BR, BL: mean of the two side lengths
-            heights.append(
-                float(np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
-            )
+            heights.append(float(np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2)
     return heights
 
 
