@@ -43,10 +43,12 @@ from synthloc.synth.runner import synthesize
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYNTHETIC_TEST_SEED = 20161123  # never used for training data
 MULTI_SCALE = (640.0, 1280.0, 1920.0)
-ENGINES = ("paper", "current", "photo")
+ENGINES = ("paper", "current", "photo", "sprites")
 # The engine's word heights at 512 px match ICDAR 2015 training photos resized to a long side of
 # 768 (docs/engine.md, benchmarks/data_stats.py); the photos themselves are 1280 px wide.
 PHOTO_UPSCALE = 1280 / 768
+# Real word crops of ICDAR 2015's training split (fair to validate on), for the sprites set.
+SPRITE_DIR = SHARED / "real" / "icdar2015_train_words"
 # Word-height bins (pixels of the photo itself) for recall by size.
 HEIGHT_BINS = {"lt16": (0.0, 16.0), "16to32": (16.0, 32.0), "gt32": (32.0, float("inf"))}
 
@@ -62,21 +64,34 @@ def make_synthetic_set(
     camera degradations on, and quads enlarged by :data:`PHOTO_UPSCALE`, so that words have
     the pixel heights they have in ICDAR 2015 photos at their own resolution: a scale factor
     chosen on this set carries over to such photos, which one chosen on the 512 px sets does
-    not).
+    not) or "sprites" (the photo set with every legible word a real ICDAR 2015 training word
+    crop, :data:`SPRITE_DIR`, never enlarged past its own pixels in the final image: real
+    lettering, and ground truth in the annotators' box convention rather than the engine's).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     backgrounds = SHARED / "backgrounds"
     corpus = SHARED / "text"
+    photo_scale = engine in ("photo", "sprites")
+    sprites: dict[str, Any] = {}
+    if engine == "sprites":
+        if not SPRITE_DIR.is_dir():
+            raise SystemExit(f"{SPRITE_DIR}: not found (the sprites set needs the word crops)")
+        sprites = {
+            "p_sprite": 1.0,
+            "sprite_dir": str(SPRITE_DIR),
+            "sprite_max_scale": 1.0 / PHOTO_UPSCALE,
+        }
     config = SynthConfig(
         size=size,
         corpus=str(corpus) if corpus.is_dir() else None,
         paper=engine == "paper",
         # The photo set keeps the camera degradations (blur, noise, JPEG), off by default for
         # training since the engine ablation: validation images look more like photos with them.
-        camera=engine == "photo",
+        camera=photo_scale,
+        **sprites,
     )
-    rendered = out / "rendered" if engine == "photo" else out
+    rendered = out / "rendered" if photo_scale else out
     synthesize(
         rendered,
         count=count,
@@ -87,7 +102,7 @@ def make_synthetic_set(
         config=config,
         progress=False,
     )
-    if engine == "photo":
+    if photo_scale:
         _enlarge_icdar_folder(rendered, out, PHOTO_UPSCALE)
     return out
 
@@ -146,6 +161,13 @@ def multi_scale_detector(
         verifier=verifier,
         verify=not no_verify,
     )
+
+
+def set_box_pad(detector: Detector, engine: str) -> float | None:
+    """The box padding to score a synthetic set of ``engine`` with (``score_folder``'s
+    ``box_pad``): the detector's own for the sprites set, whose words are real crops boxed by
+    ICDAR 2015's annotators, and the engine's convention (glyph-tight) for the others."""
+    return None if engine == "sprites" else detector.engine_box_pad
 
 
 def score_folder(
@@ -262,7 +284,9 @@ def main() -> None:
         }
         for scales_name, detector in detectors.items():
             for set_name, folder in sets.items():
-                box_pad = detector.engine_box_pad if set_name == "synthetic" else args.box_pad
+                box_pad = (
+                    set_box_pad(detector, args.engine) if set_name == "synthetic" else args.box_pad
+                )
                 figures = score_folder(detector, folder, box_pad)
                 figures["scales"] = list(detector.scales)  # type: ignore[assignment]
                 figures["threshold"] = detector.threshold

@@ -19,7 +19,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from accuracy import ENGINES, make_synthetic_set, score_folder
+from accuracy import ENGINES, make_synthetic_set, score_folder, set_box_pad
 
 from synthloc.detect import Detector
 from synthloc.verify import load_verifier_with_extra, save_verifier
@@ -53,7 +53,7 @@ def main() -> None:
         alone = Detector.load(
             args.model, scales=args.scales, num_threads=args.threads, verify=False
         )
-        figures = score_folder(alone, folder, box_pad=alone.engine_box_pad)
+        figures = score_folder(alone, folder, box_pad=set_box_pad(alone, args.engine))
         print(
             f"first stage alone: scales={list(alone.scales)} threshold={alone.threshold:.2f}: "
             f"P={figures['precision']:.3f} R={figures['recall']:.3f} F={figures['hmean']:.3f}",
@@ -70,7 +70,7 @@ def main() -> None:
                     verifier=args.verifier,
                     verify_threshold=verify,
                 )
-                figures = score_folder(detector, folder, box_pad=detector.engine_box_pad)
+                figures = score_folder(detector, folder, box_pad=set_box_pad(detector, args.engine))
                 print(
                     f"first_threshold={first:.2f} verify_threshold={verify:.2f}: "
                     f"P={figures['precision']:.3f} R={figures['recall']:.3f} "

@@ -106,3 +106,44 @@ def test_photo_scale_validation_set_enlarges_images_and_quads_together(
     ys, xs = np.nonzero(big[..., 0] > 128)
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (20, 40, 80, 60)
     assert accuracy.PHOTO_UPSCALE == pytest.approx(1280 / 768)
+
+
+def test_sprites_validation_set_uses_real_word_crops_in_their_own_convention(
+    tmp_path: Path, bench_script: BenchScript, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every legible word of the sprites set is a word crop (ICDAR 2015's boxes, so it is
+    scored with the detector's own box_pad), never enlarged past its own pixels."""
+    import cv2
+    import numpy as np
+
+    from synthloc.data.icdar import list_icdar_folder, read_icdar_gt
+
+    accuracy = bench_script("accuracy")
+    words = tmp_path / "words"
+    words.mkdir()
+    crop = np.full((30, 90, 3), (40, 40, 40), np.uint8)
+    cv2.putText(crop, "EXIT", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2)
+    cv2.imwrite(str(words / "word_1.png"), crop)
+    (words / "gt.txt").write_text('word_1.png, "EXIT"\r\n', encoding="utf-8")
+    (words / "coords.txt").write_text("word_1.png,0,0,90,0,90,30,0,30\r\n", encoding="utf-8")
+    monkeypatch.setattr(accuracy, "SPRITE_DIR", words)
+    out = accuracy.make_synthetic_set(tmp_path / "set", 3, 5, engine="sprites")
+    legible = []
+    for _, gt_path in list_icdar_folder(out):
+        gt = read_icdar_gt(gt_path)
+        legible += [q for q, w, ign in zip(gt.quads, gt.words, gt.ignore) if not ign]
+        assert {w for w, ign in zip(gt.words, gt.ignore) if not ign} <= {"EXIT"}
+    assert legible, "no sprite was placed"
+    for quad in legible:
+        q = np.asarray(quad, np.float64).reshape(4, 2)
+        side = (np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
+        assert side <= 30 * 1.3  # perspective stretches a side by at most about a quarter
+
+    class _Detector:
+        engine_box_pad = -0.05
+
+    assert accuracy.set_box_pad(_Detector(), "sprites") is None
+    assert accuracy.set_box_pad(_Detector(), "photo") == -0.05
+    with pytest.raises(SystemExit, match="not found"):
+        monkeypatch.setattr(accuracy, "SPRITE_DIR", tmp_path / "absent")
+        accuracy.make_synthetic_set(tmp_path / "set2", 1, 5, engine="sprites")
