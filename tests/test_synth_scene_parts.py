@@ -257,6 +257,38 @@ def test_default_engine_ground_truth_is_tight_before_the_camera() -> None:
     assert inside / total >= 0.97, inside / total
 
 
+def test_vertical_text_reads_up_or_down_with_tight_quads() -> None:
+    """p_vertical 1: every legible word reads along the image's y axis, mostly bottom to top,
+    and its glyphs stay inside its quad."""
+    renderer = SceneRenderer(
+        SynthConfig(size=SIZE, sky_filter=False, p_vertical=1.0, max_illegible=0, p_no_text=0)
+    )
+    directions = []
+    inside = total = 0
+    for seed in range(6):
+        renderer.ink_log = []
+        s = renderer.render(_plain_background(seed), np.random.default_rng(seed))
+        for quad in s.word_quads:
+            reading = (quad[1] - quad[0]) + (quad[2] - quad[3])  # top and bottom edges
+            directions.append(reading / np.linalg.norm(reading))
+        hw = s.image.shape[:2]
+        ink = np.zeros(hw, np.float32)
+        for x0, y0, cov in renderer.ink_log:
+            region = ink[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
+            np.maximum(region, cov[: region.shape[0], : region.shape[1]], out=region)
+        union = cv2.dilate(_quad_mask(s.word_quads, hw).astype(np.uint8), np.ones((3, 3), np.uint8))
+        inside += int(((ink >= 0.25) & (union > 0)).sum())
+        total += int((ink >= 0.25).sum())
+    d = np.array(directions)
+    assert len(d) >= 6
+    # Within the engine's rotation (20 degrees plus jitter) of vertical.
+    assert np.all(np.abs(d[:, 1]) > np.cos(np.radians(40)))
+    assert np.mean(d[:, 1] < 0) > 0.5  # bottom to top (image y grows downwards)
+    assert total > 200 and inside / total >= 0.97
+    with pytest.raises(ValueError, match="p_vertical"):
+        SynthConfig(p_vertical=1.5)
+
+
 def test_backgrounds_flagged_with_text_are_skipped(tmp_path: Path) -> None:
     for name in ("a.png", "b.png", "sub/c.png"):
         (tmp_path / name).parent.mkdir(exist_ok=True)

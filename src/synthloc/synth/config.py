@@ -34,6 +34,7 @@ PAPER_SETTINGS: dict[str, Any] = {
     "line_shrink": False,
     "fallback_signs": False,
     "font_size_skew": 1.0,
+    "p_vertical": 0.0,
 }
 
 
@@ -114,6 +115,10 @@ class SynthConfig:
     # real incidental text is seldom level (ICDAR 2015: median 5.8 degrees, 32% > 10).
     rotation_jitter_deg: float = 6.0
     max_perspective: float = 0.25  # strength of the random out-of-plane tilt
+    # Share of text instances turned a quarter turn, reading bottom to top (7 in 10) or top
+    # to bottom: names on pillars and vertical signs. Off by default (no A/B yet); ICDAR 2015
+    # has about 4% of its legible words taller than wide (docs/box_convention.md).
+    p_vertical: float = 0.0
 
     # Colour: minimum CIE Lab distance between text and the surface under it.
     min_colour_distance: float = 35.0
@@ -189,6 +194,7 @@ class SynthConfig:
             "p_lexicon",
             "p_no_text",
             "p_sprite",
+            "p_vertical",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")

@@ -242,16 +242,24 @@ class SceneRenderer:
             # A little in-plane rotation so text is not always level with the plane's x axis.
             theta = math.radians(float(rng.uniform(-0.3, 0.3) * cfg.max_rotation_deg))
             c, s = math.cos(theta), math.sin(theta)
-            return region.plane @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-        return random_homography(
-            rng,
-            region.centre,
-            0.5 * max(region.size),
-            region.angle,
-            cfg.max_rotation_deg,
-            cfg.max_perspective,
-            cfg.rotation_jitter_deg,
-        )
+            homography = region.plane @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        else:
+            homography = random_homography(
+                rng,
+                region.centre,
+                0.5 * max(region.size),
+                region.angle,
+                cfg.max_rotation_deg,
+                cfg.max_perspective,
+                cfg.rotation_jitter_deg,
+            )
+        if cfg.p_vertical > 0 and rng.random() < cfg.p_vertical:
+            # A quarter turn about the text plane's origin (the region's centre): the text's
+            # x axis points up (reading bottom to top) or down.
+            up = 1.0 if rng.random() < 0.7 else -1.0
+            turn = np.array([[0.0, up, 0.0], [-up, 0.0, 0.0], [0.0, 0.0, 1.0]])
+            homography = homography @ turn
+        return homography
 
     def _sample_text(
         self,
