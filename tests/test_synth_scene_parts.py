@@ -394,6 +394,37 @@ def test_word_sprites_are_not_enlarged_past_sprite_max_scale(tmp_path: Path) -> 
         SynthConfig(sprite_max_scale=0.0)
 
 
+def test_seamless_sprites_keep_the_letters_and_lose_the_plate(tmp_path: Path) -> None:
+    """sprite_seamless: Poisson cloning keeps the crop's letters but its plate takes the
+    surface's colour, so no edge outlines the word's box (alpha pasting keeps the red plate)."""
+    folder = tmp_path / "words"
+    _word_crop_folder(folder)  # white OPEN on a red plate
+    for seamless in (False, True):
+        cfg = SynthConfig(
+            size=SIZE,
+            p_sprite=1.0,
+            sprite_dir=str(folder),
+            sprite_seamless=seamless,
+            camera=False,
+            max_illegible=0,
+            p_no_text=0.0,
+            sky_filter=False,
+        )
+        renderer = SceneRenderer(cfg)
+        words = 0
+        for seed in range(3):
+            s = renderer.render(_plain_background(seed), np.random.default_rng(seed))
+            for quad in s.word_quads:
+                own = _quad_mask(quad[None], s.image.shape[:2]).astype(np.uint8)
+                inner = cv2.erode(own, np.ones((3, 3), np.uint8)) > 0
+                pixels = s.image[inner].astype(float)
+                red = np.mean(pixels[:, 0] - pixels[:, 2] > 80)
+                assert (red > 0.5) if not seamless else (red < 0.1), (seamless, red)
+                assert pixels.mean(axis=1).std() > 20  # the letters still stand out
+                words += 1
+        assert words >= 3
+
+
 def test_synth_command_paper_preset_and_set_options() -> None:
     """`synthloc synth --paper` is the paper's engine; --set changes one option after it."""
     from synthloc.cli import build_parser

@@ -161,6 +161,9 @@ class SynthConfig:
     # The most a word crop is enlarged (1: never past its own pixels, which would blur it
     # into a soft rectangle); its height is otherwise drawn from the font-size range.
     sprite_max_scale: float = 1.0
+    # True: paste a crop grown by a margin of its own border pixels with Poisson cloning, so
+    # that no seam outlines the word's box; False: alpha paste with a 0.5-1 px feather.
+    sprite_seamless: bool = False
     # Leave out background photos that a folder's manifest.tsv flags as carrying real text
     # (its OCR column): their unannotated words would be negatives. Off in the paper's config,
     # whose background list is every photo of the folder.

@@ -578,7 +578,11 @@ class SceneRenderer:
         integral = cv2.integral(canvas_mask)
         for _ in range(_SIZE_RETRIES):
             scale = height / sprite_h
-            box_w, box_h = math.ceil(sprite_w * scale) + 2, math.ceil(sprite_h * scale) + 2
+            # Seamless pasting grows the crop by a margin of its own border pixels (sprite
+            # pixels; at least 5 image pixels, more than seamlessClone's inner erosion).
+            pad = round(0.3 * sprite_h) + math.ceil(5 / scale) if cfg.sprite_seamless else 0
+            box_w = math.ceil((sprite_w + 2 * pad) * scale) + 2
+            box_h = math.ceil((sprite_h + 2 * pad) * scale) + 2
             pos = _find_position(integral, box_w, box_h, rng)
             if pos is not None:
                 break
@@ -589,10 +593,15 @@ class SceneRenderer:
             return None
         scaling = np.diag([scale, scale, 1.0])
         sprite_to_image = to_image @ translation(pos[0] + 1, pos[1] + 1) @ scaling
+        sprite_to_image = sprite_to_image @ translation(pad, pad)
         rect = np.array([[0, 0], [sprite_w, 0], [sprite_w, sprite_h], [0, sprite_h]], np.float64)
         quad = apply_homography(sprite_to_image, rect)
         feather = float(rng.uniform(0.5, 1.0))
-        _paste(image, sprite, sprite_to_image, feather)
+        if cfg.sprite_seamless:
+            grown = cv2.copyMakeBorder(sprite, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            _paste_seamless(image, grown, sprite_to_image @ translation(-pad, -pad))
+        else:
+            _paste(image, sprite, sprite_to_image, feather)
         margin = max(3, round(0.25 * min(height, 40)))
         _mark_occupied(occupied, quad[None], margin)
         # The distractor: elsewhere on the free canvas, same size, background pixels.
@@ -604,7 +613,10 @@ class SceneRenderer:
             sx, sy = int(rng.integers(w - dw + 1)), int(rng.integers(h - dh + 1))
             patch = source[sy : sy + dh, sx : sx + dw].astype(np.float32)
             patch_to_image = to_image @ translation(spot[0] + 1, spot[1] + 1)
-            _paste(image, patch, patch_to_image, feather)
+            if cfg.sprite_seamless:
+                _paste_seamless(image, patch, patch_to_image)
+            else:
+                _paste(image, patch, patch_to_image, feather)
             patch_quad = apply_homography(
                 patch_to_image, np.array([[0, 0], [dw, 0], [dw, dh], [0, dh]], np.float64)
             )
@@ -677,6 +689,39 @@ def _paste(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray, feather:
     a = alpha[:, :, None]
     patch = image[y0:y1, x0:x1]
     image[y0:y1, x0:x1] = patch * (1.0 - a) + warped * a
+
+
+def _paste_seamless(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray) -> None:
+    """Paste ``sprite`` (float32 [h, w, 3]) into ``image`` through ``to_image`` by Poisson
+    cloning (cv2 NORMAL_CLONE): its gradients are kept and its edge takes the image's values,
+    so no seam outlines it."""
+    h, w = image.shape[:2]
+    sh, sw = sprite.shape[:2]
+    corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
+    x0, y0 = (max(int(v) - 2, 0) for v in np.floor(corners.min(axis=0)))
+    x1, y1 = int(np.ceil(corners[:, 0].max())) + 2, int(np.ceil(corners[:, 1].max())) + 2
+    x1, y1 = min(x1, w), min(y1, h)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return
+    to_patch = to_cv_pixels(translation(-x0, -y0) @ to_image)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpPerspective(sprite, to_patch, size, flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpPerspective(
+        np.ones((sh, sw), np.float32), to_patch, size, flags=cv2.INTER_LINEAR
+    )
+    mask = (alpha > 0.99).astype(np.uint8) * 255
+    mask[:1, :] = 0
+    mask[-1:, :] = 0
+    mask[:, :1] = 0
+    mask[:, -1:] = 0
+    if not mask.any():
+        return
+    x, y, bw, bh = cv2.boundingRect(mask)
+    # The mask's bounding box, centred on ``center`` by integer halving, stays where it is.
+    center = (x + bw // 2, y + bh // 2)
+    dst = np.clip(image[y0:y1, x0:x1] + 0.5, 0, 255).astype(np.uint8)
+    src = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
+    image[y0:y1, x0:x1] = cv2.seamlessClone(src, dst, mask, center, cv2.NORMAL_CLONE)
 
 
 def _limit_words(block: TextBlock, budget: int) -> TextBlock:
