@@ -81,6 +81,7 @@ def make_synthetic_set(
             "p_sprite": 1.0,
             "sprite_dir": str(SPRITE_DIR),
             "sprite_max_scale": 1.0 / PHOTO_UPSCALE,
+            "sprite_seamless": True,
         }
     config = SynthConfig(
         size=size,
