@@ -1,4 +1,5 @@
-"""Putting coloured text into a photo patch: effects, alpha and Poisson blending.
+"""Putting coloured text into a photo patch: effects, alpha and Poisson blending; pasting a
+whole picture (a word crop) through a homography.
 
 All functions work on small patches (the warped text's bounding box plus a margin), never on
 the whole image. Patches are float32 [h, w, 3] RGB 0..255; coverage masks float32 [h, w] 0..1.
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from synthloc.geometry import apply_homography
+from synthloc.synth.warp import to_cv_pixels, translation
 
 # Text must stay this many pixels inside a patch that is Poisson-blended.
 POISSON_MARGIN = 5
@@ -76,3 +80,63 @@ def poisson_blend(patch: np.ndarray, composite: np.ndarray, coverage: np.ndarray
     # seamlessClone erodes ``mask`` in place; it is a fresh local array here.
     out = cv2.seamlessClone(src, dst, mask, center, cv2.MIXED_CLONE)
     return out.astype(np.float32)
+
+
+def paste_warped(
+    image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray, feather: float
+) -> None:
+    """Alpha-paste ``sprite`` (float32 [h, w, 3]) into ``image`` through the homography
+    ``to_image`` (sprite pixels -> image pixels), edges softened by ``feather`` px."""
+    h, w = image.shape[:2]
+    sh, sw = sprite.shape[:2]
+    corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
+    x0, y0 = (max(int(v) - 2, 0) for v in np.floor(corners.min(axis=0)))
+    x1, y1 = int(np.ceil(corners[:, 0].max())) + 2, int(np.ceil(corners[:, 1].max())) + 2
+    x1, y1 = min(x1, w), min(y1, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    to_patch = to_cv_pixels(translation(-x0, -y0) @ to_image)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpPerspective(sprite, to_patch, size, flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpPerspective(
+        np.ones((sh, sw), np.float32), to_patch, size, flags=cv2.INTER_LINEAR
+    )
+    if feather > 0:
+        # Soften inwards only, so nothing spills outside the quad.
+        alpha = np.minimum(alpha, cv2.GaussianBlur(alpha, (0, 0), feather))
+    a = alpha[:, :, None]
+    patch = image[y0:y1, x0:x1]
+    image[y0:y1, x0:x1] = patch * (1.0 - a) + warped * a
+
+
+def clone_warped(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray) -> None:
+    """Paste ``sprite`` (float32 [h, w, 3]) into ``image`` through ``to_image`` by Poisson
+    cloning (cv2 NORMAL_CLONE): its gradients are kept and its edge takes the image's values,
+    so no seam outlines it."""
+    h, w = image.shape[:2]
+    sh, sw = sprite.shape[:2]
+    corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
+    x0, y0 = (max(int(v) - 2, 0) for v in np.floor(corners.min(axis=0)))
+    x1, y1 = int(np.ceil(corners[:, 0].max())) + 2, int(np.ceil(corners[:, 1].max())) + 2
+    x1, y1 = min(x1, w), min(y1, h)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return
+    to_patch = to_cv_pixels(translation(-x0, -y0) @ to_image)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpPerspective(sprite, to_patch, size, flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpPerspective(
+        np.ones((sh, sw), np.float32), to_patch, size, flags=cv2.INTER_LINEAR
+    )
+    mask = (alpha > 0.99).astype(np.uint8) * 255
+    mask[:1, :] = 0
+    mask[-1:, :] = 0
+    mask[:, :1] = 0
+    mask[:, -1:] = 0
+    if not mask.any():
+        return
+    x, y, bw, bh = cv2.boundingRect(mask)
+    # The mask's bounding box, centred on ``center`` by integer halving, stays where it is.
+    center = (x + bw // 2, y + bh // 2)
+    dst = np.clip(image[y0:y1, x0:x1] + 0.5, 0, 255).astype(np.uint8)
+    src = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
+    image[y0:y1, x0:x1] = cv2.seamlessClone(src, dst, mask, center, cv2.NORMAL_CLONE)

@@ -23,6 +23,8 @@ from synthloc.synth.blend import (
     POISSON_MARGIN,
     add_border,
     alpha_composite,
+    clone_warped,
+    paste_warped,
     poisson_blend,
     shade_like_surface,
     shadow_coverage,
@@ -599,9 +601,9 @@ class SceneRenderer:
         feather = float(rng.uniform(0.5, 1.0))
         if cfg.sprite_seamless:
             grown = cv2.copyMakeBorder(sprite, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-            _paste_seamless(image, grown, sprite_to_image @ translation(-pad, -pad))
+            clone_warped(image, grown, sprite_to_image @ translation(-pad, -pad))
         else:
-            _paste(image, sprite, sprite_to_image, feather)
+            paste_warped(image, sprite, sprite_to_image, feather)
         margin = max(3, round(0.25 * min(height, 40)))
         _mark_occupied(occupied, quad[None], margin)
         # The distractor: elsewhere on the free canvas, same size, background pixels.
@@ -614,9 +616,9 @@ class SceneRenderer:
             patch = source[sy : sy + dh, sx : sx + dw].astype(np.float32)
             patch_to_image = to_image @ translation(spot[0] + 1, spot[1] + 1)
             if cfg.sprite_seamless:
-                _paste_seamless(image, patch, patch_to_image)
+                clone_warped(image, patch, patch_to_image)
             else:
-                _paste(image, patch, patch_to_image, feather)
+                paste_warped(image, patch, patch_to_image, feather)
             patch_quad = apply_homography(
                 patch_to_image, np.array([[0, 0], [dw, 0], [dw, dh], [0, dh]], np.float64)
             )
@@ -664,64 +666,6 @@ def _nominal_char_quads(word_quads: np.ndarray, n_chars: int) -> np.ndarray:
         bottom = [quad[3] + (quad[2] - quad[3]) * t for t in ts]
         slices += [np.stack([top[i], top[i + 1], bottom[i + 1], bottom[i]]) for i in range(n_chars)]
     return np.array(slices, np.float64).reshape(-1, 4, 2)
-
-
-def _paste(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray, feather: float) -> None:
-    """Alpha-paste ``sprite`` (float32 [h, w, 3]) into ``image`` through the homography
-    ``to_image`` (sprite pixels -> image pixels), edges softened by ``feather`` px."""
-    h, w = image.shape[:2]
-    sh, sw = sprite.shape[:2]
-    corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
-    x0, y0 = (max(int(v) - 2, 0) for v in np.floor(corners.min(axis=0)))
-    x1, y1 = int(np.ceil(corners[:, 0].max())) + 2, int(np.ceil(corners[:, 1].max())) + 2
-    x1, y1 = min(x1, w), min(y1, h)
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return
-    to_patch = to_cv_pixels(translation(-x0, -y0) @ to_image)
-    size = (x1 - x0, y1 - y0)
-    warped = cv2.warpPerspective(sprite, to_patch, size, flags=cv2.INTER_LINEAR)
-    alpha = cv2.warpPerspective(
-        np.ones((sh, sw), np.float32), to_patch, size, flags=cv2.INTER_LINEAR
-    )
-    if feather > 0:
-        # Soften inwards only, so nothing spills outside the quad.
-        alpha = np.minimum(alpha, cv2.GaussianBlur(alpha, (0, 0), feather))
-    a = alpha[:, :, None]
-    patch = image[y0:y1, x0:x1]
-    image[y0:y1, x0:x1] = patch * (1.0 - a) + warped * a
-
-
-def _paste_seamless(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray) -> None:
-    """Paste ``sprite`` (float32 [h, w, 3]) into ``image`` through ``to_image`` by Poisson
-    cloning (cv2 NORMAL_CLONE): its gradients are kept and its edge takes the image's values,
-    so no seam outlines it."""
-    h, w = image.shape[:2]
-    sh, sw = sprite.shape[:2]
-    corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
-    x0, y0 = (max(int(v) - 2, 0) for v in np.floor(corners.min(axis=0)))
-    x1, y1 = int(np.ceil(corners[:, 0].max())) + 2, int(np.ceil(corners[:, 1].max())) + 2
-    x1, y1 = min(x1, w), min(y1, h)
-    if x1 - x0 < 4 or y1 - y0 < 4:
-        return
-    to_patch = to_cv_pixels(translation(-x0, -y0) @ to_image)
-    size = (x1 - x0, y1 - y0)
-    warped = cv2.warpPerspective(sprite, to_patch, size, flags=cv2.INTER_LINEAR)
-    alpha = cv2.warpPerspective(
-        np.ones((sh, sw), np.float32), to_patch, size, flags=cv2.INTER_LINEAR
-    )
-    mask = (alpha > 0.99).astype(np.uint8) * 255
-    mask[:1, :] = 0
-    mask[-1:, :] = 0
-    mask[:, :1] = 0
-    mask[:, -1:] = 0
-    if not mask.any():
-        return
-    x, y, bw, bh = cv2.boundingRect(mask)
-    # The mask's bounding box, centred on ``center`` by integer halving, stays where it is.
-    center = (x + bw // 2, y + bh // 2)
-    dst = np.clip(image[y0:y1, x0:x1] + 0.5, 0, 255).astype(np.uint8)
-    src = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
-    image[y0:y1, x0:x1] = cv2.seamlessClone(src, dst, mask, center, cv2.NORMAL_CLONE)
 
 
 def _limit_words(block: TextBlock, budget: int) -> TextBlock:
