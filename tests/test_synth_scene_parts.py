@@ -425,6 +425,19 @@ def test_seamless_sprites_keep_the_letters_and_lose_the_plate(tmp_path: Path) ->
         assert words >= 3
 
 
+def test_clone_warped_alpha_pastes_pictures_too_small_to_clone() -> None:
+    """OpenCV's seamlessClone fails on masks a few pixels across (seen on a 2 px wide
+    distractor patch); such pictures are alpha-pasted instead of failing the scene."""
+    from synthloc.synth.blend import clone_warped
+    from synthloc.synth.warp import translation
+
+    image = np.full((40, 40, 3), 100, np.float32)
+    clone_warped(image, np.full((14, 2, 3), 200, np.float32), translation(10, 10))
+    changed = (image != 100).any(axis=2)
+    assert 20 <= changed.sum() <= 14 * 2 + 4 * 2  # the 2 x 14 picture, edges softened
+    assert changed[12:22, 10:12].all() and not changed[:, :8].any()
+
+
 def test_synth_command_paper_preset_and_set_options() -> None:
     """`synthloc synth --paper` is the paper's engine; --set changes one option after it."""
     from synthloc.cli import build_parser

@@ -15,6 +15,8 @@ from synthloc.synth.warp import to_cv_pixels, translation
 
 # Text must stay this many pixels inside a patch that is Poisson-blended.
 POISSON_MARGIN = 5
+# Smallest mask (pixels across) clone_warped clones; smaller pictures are alpha-pasted.
+_MIN_CLONE = 8
 
 
 def shade_like_surface(
@@ -112,7 +114,8 @@ def paste_warped(
 def clone_warped(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray) -> None:
     """Paste ``sprite`` (float32 [h, w, 3]) into ``image`` through ``to_image`` by Poisson
     cloning (cv2 NORMAL_CLONE): its gradients are kept and its edge takes the image's values,
-    so no seam outlines it."""
+    so no seam outlines it. Pictures too small to clone (under ``_MIN_CLONE`` px across once
+    warped; OpenCV fails on them) are alpha-pasted instead."""
     h, w = image.shape[:2]
     sh, sw = sprite.shape[:2]
     corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
@@ -135,6 +138,9 @@ def clone_warped(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray) ->
     if not mask.any():
         return
     x, y, bw, bh = cv2.boundingRect(mask)
+    if min(bw, bh) < _MIN_CLONE:
+        paste_warped(image, sprite, to_image, 0.75)
+        return
     # The mask's bounding box, centred on ``center`` by integer halving, stays where it is.
     center = (x + bw // 2, y + bh // 2)
     dst = np.clip(image[y0:y1, x0:x1] + 0.5, 0, 255).astype(np.uint8)
