@@ -147,3 +147,12 @@ def test_sprites_validation_set_uses_real_word_crops_in_their_own_convention(
     with pytest.raises(SystemExit, match="not found"):
         monkeypatch.setattr(accuracy, "SPRITE_DIR", tmp_path / "absent")
         accuracy.make_synthetic_set(tmp_path / "set2", 1, 5, engine="sprites")
+
+
+def test_val_agreement_counts_pairs_ordered_alike(bench_script: BenchScript) -> None:
+    agreement = bench_script("val_agreement").agreement
+    rows = [{"val": 0.5, "dev": 0.4}, {"val": 0.6, "dev": 0.3}, {"val": 0.7, "dev": 0.5}]
+    # (0,1): val up, dev down; (0,2): both up; (1,2): both up
+    assert agreement(rows) == (2, 3)
+    # with a fourth row: two more pairs ordered apart, and a val tie skipped
+    assert agreement([*rows, {"val": 0.7, "dev": 0.1}]) == (2, 5)
