@@ -170,6 +170,27 @@ def test_other_settings_are_refused(baseline: Path, tmp_path: Path) -> None:
     assert shard_bytes(out) == shard_bytes(baseline)  # nothing touched
 
 
+def test_folders_written_before_a_config_field_existed_still_resume(
+    baseline: Path, tmp_path: Path
+) -> None:
+    """An engine option added later (here p_vertical, as if the folder predated it) does not
+    stop a resume while it is left at its default, which renders what the old version did;
+    set to anything else, it is a different run."""
+    import json
+
+    out = tmp_path / "ds"
+    shutil.copytree(baseline, out)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["p_vertical"]
+    manifest_path.write_text(json.dumps(manifest))
+    report = run(out)
+    assert (report.rendered, report.resumed) == (0, COUNT)
+    assert shard_bytes(out) == shard_bytes(baseline)
+    with pytest.raises(SynthError, match=r"config fields differ: p_vertical\)"):
+        run(out, config=SynthConfig(size=256, p_vertical=0.5))
+
+
 def test_formats_icdar_and_synthtext_h5(tmp_path: Path) -> None:
     direct = [render_sample(SEED, i, small_config()).sample for i in range(3)]
     run(tmp_path / "h5", count=3, fmt="synthtext-h5")

@@ -190,6 +190,21 @@ def _describe_backgrounds(identity: dict[str, Any]) -> str:
 _IDENTITY_KEYS = ("seed", "count", "format", "image_format", "shard_size", "config")
 
 
+def _config_fields_differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """SynthConfig fields whose values differ. A field the old manifest lacks (added to
+    SynthConfig after the folder was written) counts only when it is not at its default:
+    new parts are added switched off, so their defaults render what the old version did."""
+    from synthloc.synth.config import SynthConfig  # late: config does not need the manifest
+
+    defaults = dataclasses.asdict(SynthConfig())
+    return sorted(
+        k
+        for k in set(old) | set(new)
+        if old.get(k) != new.get(k)
+        and not (k not in old and k in defaults and new.get(k) == defaults[k])
+    )
+
+
 def check_identity(manifest_path: str, old: dict[str, Any], new: dict[str, Any]) -> None:
     problems = [
         f"{key}: existing {old.get(key)!r}, requested {new[key]!r}"
@@ -197,13 +212,10 @@ def check_identity(manifest_path: str, old: dict[str, Any], new: dict[str, Any])
         if old.get(key) != new[key]
     ]
     if old.get("config") != new["config"] and isinstance(old.get("config"), dict):
-        diff = sorted(
-            k
-            for k in set(old["config"]) | set(new["config"])
-            if old["config"].get(k) != new["config"].get(k)
-        )
+        diff = _config_fields_differing(old["config"], new["config"])
         problems = [p for p in problems if not p.startswith("config:")]
-        problems.append(f"config fields differ: {', '.join(diff)}")
+        if diff:
+            problems.append(f"config fields differ: {', '.join(diff)}")
     old_bg, new_bg = old.get("backgrounds") or {}, new["backgrounds"]
     if background_signature(old_bg) != background_signature(new_bg):
         problems.append(
