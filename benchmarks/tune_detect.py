@@ -16,11 +16,9 @@ heights of ICDAR 2015 photos at their own resolution (accuracy.py's ``PHOTO_UPSC
 for a model meant for such photos, because a scale factor chosen on the 512 px sets (larger
 words) does not carry over. For fcrn-dense after one CPU-hour it chose 0.75 where the paper set
 chose 1.5, and dev F rose from 0.349 to 0.401 at half the cost (docs/ab_dense.md).
-``--engine sprites`` is the photo set with real ICDAR 2015 training word crops as its words,
-boxed in ICDAR 2015's convention: it is scored with the model's own ``box_pad`` (it does not
-choose one: the shipped pair scores 0.461 / 0.460 / 0.454 on it at box_pad 0 / 0.05 / 0.11,
-where icdar2015_dev gains 0.06 from 0.11; a likely reason, not measured: the pasted crop's
-edge outlines the annotators' box).
+``--engine sprites`` is a set whose words are real ICDAR 2015 training word crops, boxed in
+ICDAR 2015's convention and scored with the model's own ``box_pad``. It orders detectors as
+icdar2015_dev does less often than the photo set (docs/validation.md): do not choose on it.
 """
 
 from __future__ import annotations
