@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from synthloc.data.sample import Sample
 from synthloc.synth import Background, SceneRenderer, SynthConfig, list_backgrounds
 from synthloc.synth.backgrounds import photos_with_text
 from synthloc.synth.camera import degrade, motion_kernel
@@ -237,6 +238,19 @@ def test_paper_preset_turns_every_new_part_off() -> None:
         SynthConfig(max_illegible=-1)
 
 
+def _ink_inside_quads(renderer: SceneRenderer, s: Sample) -> tuple[int, int]:
+    """(glyph pixels inside the word quads grown by 1 px, all glyph pixels) of the scene
+    ``renderer`` just drew (its ``ink_log``; coverage >= 0.25 counts as ink)."""
+    hw = s.image.shape[:2]
+    ink = np.zeros(hw, np.float32)
+    for x0, y0, cov in renderer.ink_log:
+        region = ink[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
+        np.maximum(region, cov[: region.shape[0], : region.shape[1]], out=region)
+    union = cv2.dilate(_quad_mask(s.word_quads, hw).astype(np.uint8), np.ones((3, 3), np.uint8))
+    text = ink >= 0.25
+    return int((text & (union > 0)).sum()), int(text.sum())
+
+
 def test_default_engine_ground_truth_is_tight_before_the_camera() -> None:
     """Every drawn glyph pixel (blur included) lies in its word quads, all parts on."""
     renderer = SceneRenderer(SynthConfig(size=SIZE, sky_filter=False))
@@ -244,15 +258,8 @@ def test_default_engine_ground_truth_is_tight_before_the_camera() -> None:
     for seed in range(4):
         renderer.ink_log = []
         s = renderer.render(_plain_background(seed), np.random.default_rng(seed))
-        hw = s.image.shape[:2]
-        ink = np.zeros(hw, np.float32)
-        for x0, y0, cov in renderer.ink_log:
-            region = ink[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
-            np.maximum(region, cov[: region.shape[0], : region.shape[1]], out=region)
-        union = cv2.dilate(_quad_mask(s.word_quads, hw).astype(np.uint8), np.ones((3, 3), np.uint8))
-        text = ink >= 0.25
-        inside += int((text & (union > 0)).sum())
-        total += int(text.sum())
+        got, drawn = _ink_inside_quads(renderer, s)
+        inside, total = inside + got, total + drawn
     assert total > 500
     assert inside / total >= 0.97, inside / total
 
@@ -271,14 +278,8 @@ def test_vertical_text_reads_up_or_down_with_tight_quads() -> None:
         for quad in s.word_quads:
             reading = (quad[1] - quad[0]) + (quad[2] - quad[3])  # top and bottom edges
             directions.append(reading / np.linalg.norm(reading))
-        hw = s.image.shape[:2]
-        ink = np.zeros(hw, np.float32)
-        for x0, y0, cov in renderer.ink_log:
-            region = ink[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
-            np.maximum(region, cov[: region.shape[0], : region.shape[1]], out=region)
-        union = cv2.dilate(_quad_mask(s.word_quads, hw).astype(np.uint8), np.ones((3, 3), np.uint8))
-        inside += int(((ink >= 0.25) & (union > 0)).sum())
-        total += int((ink >= 0.25).sum())
+        got, drawn = _ink_inside_quads(renderer, s)
+        inside, total = inside + got, total + drawn
     d = np.array(directions)
     assert len(d) >= 6
     # Within the engine's rotation (20 degrees plus jitter) of vertical.
@@ -323,6 +324,20 @@ def _word_crop_folder(folder: Path) -> None:
     (folder / "coords.txt").write_text("\r\n".join(coords) + "\r\n", encoding="utf-8")
 
 
+def _sprite_config(folder: Path, **overrides: object) -> SynthConfig:
+    """Every instance a sprite from ``folder``, on plain backgrounds, nothing else."""
+    options: dict[str, object] = {
+        "size": SIZE,
+        "p_sprite": 1.0,
+        "sprite_dir": str(folder),
+        "camera": False,
+        "max_illegible": 0,
+        "p_no_text": 0.0,
+        "sky_filter": False,
+    }
+    return SynthConfig(**{**options, **overrides})  # type: ignore[arg-type]
+
+
 def test_real_word_sprites_are_pasted_with_exact_quads(tmp_path: Path) -> None:
     folder = tmp_path / "words"
     _word_crop_folder(folder)
@@ -330,16 +345,7 @@ def test_real_word_sprites_are_pasted_with_exact_quads(tmp_path: Path) -> None:
     assert bank.words == ["OPEN"]
     sprite = bank.sprite(0)
     assert sprite is not None and sprite.shape == (24, 76, 3)
-    cfg = SynthConfig(
-        size=SIZE,
-        p_sprite=1.0,
-        sprite_dir=str(folder),
-        camera=False,
-        max_illegible=0,
-        p_no_text=0.0,
-        sky_filter=False,
-    )
-    renderer = SceneRenderer(cfg)
+    renderer = SceneRenderer(_sprite_config(folder))
     pasted = 0
     for seed in range(3):
         bg = _plain_background(seed)
@@ -362,17 +368,7 @@ def test_real_word_sprites_are_pasted_with_exact_quads(tmp_path: Path) -> None:
 
 
 def _sprite_heights(folder: Path, max_scale: float, seeds: range) -> list[float]:
-    cfg = SynthConfig(
-        size=SIZE,
-        p_sprite=1.0,
-        sprite_dir=str(folder),
-        sprite_max_scale=max_scale,
-        camera=False,
-        max_illegible=0,
-        p_no_text=0.0,
-        sky_filter=False,
-    )
-    renderer = SceneRenderer(cfg)
+    renderer = SceneRenderer(_sprite_config(folder, sprite_max_scale=max_scale))
     heights = []
     for seed in seeds:
         s = renderer.render(_plain_background(seed), np.random.default_rng(seed))
@@ -400,17 +396,7 @@ def test_seamless_sprites_keep_the_letters_and_lose_the_plate(tmp_path: Path) ->
     folder = tmp_path / "words"
     _word_crop_folder(folder)  # white OPEN on a red plate
     for seamless in (False, True):
-        cfg = SynthConfig(
-            size=SIZE,
-            p_sprite=1.0,
-            sprite_dir=str(folder),
-            sprite_seamless=seamless,
-            camera=False,
-            max_illegible=0,
-            p_no_text=0.0,
-            sky_filter=False,
-        )
-        renderer = SceneRenderer(cfg)
+        renderer = SceneRenderer(_sprite_config(folder, sprite_seamless=seamless))
         words = 0
         for seed in range(3):
             s = renderer.render(_plain_background(seed), np.random.default_rng(seed))

@@ -84,11 +84,11 @@ def poisson_blend(patch: np.ndarray, composite: np.ndarray, coverage: np.ndarray
     return out.astype(np.float32)
 
 
-def paste_warped(
-    image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray, feather: float
-) -> None:
-    """Alpha-paste ``sprite`` (float32 [h, w, 3]) into ``image`` through the homography
-    ``to_image`` (sprite pixels -> image pixels), edges softened by ``feather`` px."""
+def _warp_to_patch(
+    image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray
+) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
+    """``sprite`` warped by ``to_image`` onto the image patch it covers (plus 2 px): the patch
+    bounds (x0, y0, x1, y1), the warped picture and its coverage; None if under 2 px."""
     h, w = image.shape[:2]
     sh, sw = sprite.shape[:2]
     corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
@@ -96,13 +96,24 @@ def paste_warped(
     x1, y1 = int(np.ceil(corners[:, 0].max())) + 2, int(np.ceil(corners[:, 1].max())) + 2
     x1, y1 = min(x1, w), min(y1, h)
     if x1 - x0 < 2 or y1 - y0 < 2:
-        return
+        return None
     to_patch = to_cv_pixels(translation(-x0, -y0) @ to_image)
     size = (x1 - x0, y1 - y0)
     warped = cv2.warpPerspective(sprite, to_patch, size, flags=cv2.INTER_LINEAR)
     alpha = cv2.warpPerspective(
         np.ones((sh, sw), np.float32), to_patch, size, flags=cv2.INTER_LINEAR
     )
+    return (x0, y0, x1, y1), warped, alpha
+
+
+def _alpha_paste(
+    image: np.ndarray,
+    bounds: tuple[int, int, int, int],
+    warped: np.ndarray,
+    alpha: np.ndarray,
+    feather: float,
+) -> None:
+    x0, y0, x1, y1 = bounds
     if feather > 0:
         # Soften inwards only, so nothing spills outside the quad.
         alpha = np.minimum(alpha, cv2.GaussianBlur(alpha, (0, 0), feather))
@@ -111,35 +122,33 @@ def paste_warped(
     image[y0:y1, x0:x1] = patch * (1.0 - a) + warped * a
 
 
+def paste_warped(
+    image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray, feather: float
+) -> None:
+    """Alpha-paste ``sprite`` (float32 [h, w, 3]) into ``image`` through the homography
+    ``to_image`` (sprite pixels -> image pixels), edges softened by ``feather`` px."""
+    warp = _warp_to_patch(image, sprite, to_image)
+    if warp is not None:
+        _alpha_paste(image, *warp, feather)
+
+
 def clone_warped(image: np.ndarray, sprite: np.ndarray, to_image: np.ndarray) -> None:
     """Paste ``sprite`` (float32 [h, w, 3]) into ``image`` through ``to_image`` by Poisson
     cloning (cv2 NORMAL_CLONE): its gradients are kept and its edge takes the image's values,
     so no seam outlines it. Pictures too small to clone (under ``_MIN_CLONE`` px across once
     warped; OpenCV fails on them) are alpha-pasted instead."""
-    h, w = image.shape[:2]
-    sh, sw = sprite.shape[:2]
-    corners = apply_homography(to_image, np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], float))
-    x0, y0 = (max(int(v) - 2, 0) for v in np.floor(corners.min(axis=0)))
-    x1, y1 = int(np.ceil(corners[:, 0].max())) + 2, int(np.ceil(corners[:, 1].max())) + 2
-    x1, y1 = min(x1, w), min(y1, h)
-    if x1 - x0 < 4 or y1 - y0 < 4:
+    warp = _warp_to_patch(image, sprite, to_image)
+    if warp is None:
         return
-    to_patch = to_cv_pixels(translation(-x0, -y0) @ to_image)
-    size = (x1 - x0, y1 - y0)
-    warped = cv2.warpPerspective(sprite, to_patch, size, flags=cv2.INTER_LINEAR)
-    alpha = cv2.warpPerspective(
-        np.ones((sh, sw), np.float32), to_patch, size, flags=cv2.INTER_LINEAR
-    )
+    (x0, y0, x1, y1), warped, alpha = warp
     mask = (alpha > 0.99).astype(np.uint8) * 255
     mask[:1, :] = 0
     mask[-1:, :] = 0
     mask[:, :1] = 0
     mask[:, -1:] = 0
-    if not mask.any():
-        return
     x, y, bw, bh = cv2.boundingRect(mask)
-    if min(bw, bh) < _MIN_CLONE:
-        paste_warped(image, sprite, to_image, 0.75)
+    if not mask.any() or min(bw, bh) < _MIN_CLONE:
+        _alpha_paste(image, *warp, 0.75)
         return
     # The mask's bounding box, centred on ``center`` by integer halving, stays where it is.
     center = (x + bw // 2, y + bh // 2)
