@@ -189,6 +189,14 @@ def test_folders_written_before_a_config_field_existed_still_resume(
     assert shard_bytes(out) == shard_bytes(baseline)
     with pytest.raises(SynthError, match=r"config fields differ: p_vertical\)"):
         run(out, config=SynthConfig(size=256, p_vertical=0.5))
+    # sprite_max_scale's default caps sprites that were not capped before it existed: a
+    # folder made with sprites on and without the field is a different run.
+    from synthloc.synth.manifest import _config_fields_differing
+
+    before = {"size": 256, "p_sprite": 0.2}
+    now = {"size": 256, "p_sprite": 0.2, "sprite_max_scale": 1.0}
+    assert _config_fields_differing(before, now) == ["sprite_max_scale"]
+    assert _config_fields_differing({**before, "p_sprite": 0.0}, {**now, "p_sprite": 0.0}) == []
 
 
 def test_formats_icdar_and_synthtext_h5(tmp_path: Path) -> None:

@@ -38,6 +38,13 @@ PAPER_SETTINGS: dict[str, Any] = {
 }
 
 
+# Fields added to SynthConfig whose default is not what the engine did before they existed,
+# each with the switch that makes it matter: a folder written before the field, with that
+# switch on, rendered otherwise and cannot be resumed with the field at its default
+# (synthloc.synth.manifest). Before sprite_max_scale, sprites were enlarged without a cap.
+CHANGED_BY_NEW_DEFAULT: dict[str, str] = {"sprite_max_scale": "p_sprite"}
+
+
 @dataclass
 class SynthConfig:
     """Configuration of :func:`synthloc.synth.render_scene`.

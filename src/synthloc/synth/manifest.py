@@ -193,15 +193,21 @@ _IDENTITY_KEYS = ("seed", "count", "format", "image_format", "shard_size", "conf
 def _config_fields_differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """SynthConfig fields whose values differ. A field the old manifest lacks (added to
     SynthConfig after the folder was written) counts only when it is not at its default:
-    new parts are added switched off, so their defaults render what the old version did."""
-    from synthloc.synth.config import SynthConfig  # late: config does not need the manifest
+    new parts are added switched off, so their defaults render what the old version did,
+    except those in ``CHANGED_BY_NEW_DEFAULT`` when the old run had their switch on."""
+    # late: config does not need the manifest
+    from synthloc.synth.config import CHANGED_BY_NEW_DEFAULT, SynthConfig
 
     defaults = dataclasses.asdict(SynthConfig())
+
+    def renders_as_before(k: str) -> bool:
+        switch = CHANGED_BY_NEW_DEFAULT.get(k)
+        return k in defaults and new.get(k) == defaults[k] and not (switch and old.get(switch))
+
     return sorted(
         k
         for k in set(old) | set(new)
-        if old.get(k) != new.get(k)
-        and not (k not in old and k in defaults and new.get(k) == defaults[k])
+        if old.get(k) != new.get(k) and not (k not in old and renders_as_before(k))
     )
 
 
