@@ -52,6 +52,16 @@ ARMS: dict[str, list[str]] = {
     "no-negatives": ["--set", "p_no_text=0", "--set", "max_illegible=0"],
     "keep-text-backgrounds": ["--set", "skip_text_backgrounds=false"],
     "plus-sprites": ["--set", "p_sprite=0.2", "--set", f"sprite_dir={SPRITES}"],
+    # Session 20: real word crops at no more than their own pixels (the session-19 cap, now the
+    # default), Poisson-cloned so no plate edge outlines them; then with vertical text too.
+    "seamless-sprites": [
+        *("--set", "p_sprite=0.2", "--set", f"sprite_dir={SPRITES}"),
+        *("--set", "sprite_seamless=true"),
+    ],
+    "seamless-sprites-vertical": [
+        *("--set", "p_sprite=0.2", "--set", f"sprite_dir={SPRITES}"),
+        *("--set", "sprite_seamless=true", "--set", "p_vertical=0.05"),
+    ],
     # Session 16's calibration (made-up sign panels where a photo has no surface, font sizes
     # skewed towards ICDAR's big words, 30/60/10% word/line/paragraph, fewer number tokens)
     # against the defaults before it, which this flag set restores except the number share.
@@ -74,7 +84,7 @@ def _run(command: list[str], log: Path, threads: int = 1) -> None:
 
 
 def run_arm(arm: str, args: argparse.Namespace) -> dict[str, object]:
-    out = RUNS / arm
+    out = args.runs / arm
     result_path = out / "result.json"
     if result_path.is_file():
         return dict(json.loads(result_path.read_text()))
@@ -130,7 +140,7 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, object]:
         "images": args.images,
         "steps": args.steps,
         "lr": args.lr,
-        "setting": {"scale": args.scale, "threshold": args.threshold, "min_size": args.min_size},
+        "setting": _setting(args),
         "synth_s": round(synth_s, 1),
         "train_s": round(train_s, 1),
         "score_s": round(time.time() - start, 1),
@@ -141,8 +151,27 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def _setting(args: argparse.Namespace) -> dict[str, object]:
+    setting: dict[str, object] = {
+        "scale": args.scale,
+        "threshold": args.threshold,
+        "min_size": args.min_size,
+    }
+    if args.box_pad is not None:
+        setting["box_pad"] = args.box_pad
+    if args.verifier is not None:  # the repo-relative name, not this machine's path
+        setting["verifier"] = args.verifier.name
+        setting["verify_threshold"] = args.verify_threshold
+    return setting
+
+
 def _tag(args: argparse.Namespace) -> str:
-    return f"{args.scale:g}_{args.threshold:g}_{args.min_size:g}"
+    tag = f"{args.scale:g}_{args.threshold:g}_{args.min_size:g}"
+    if args.box_pad is not None:
+        tag += f"_pad{args.box_pad:g}"
+    if args.verifier is not None:
+        tag += f"_verified{args.verify_threshold:g}"
+    return tag
 
 
 def score(model: Path, folder: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -159,8 +188,12 @@ def score(model: Path, folder: Path, args: argparse.Namespace) -> dict[str, floa
         scales=[args.scale],
         threshold=args.threshold,
         min_size=args.min_size,
+        box_pad=args.box_pad,
         backend=args.backend,
         num_threads=args.threads,
+        verifier=args.verifier,
+        verify=args.verifier is not None,
+        verify_threshold=args.verify_threshold,
     )
     figures = {k: round(v, 4) for k, v in score_folder(detector, args.icdar).items()}
     folder.mkdir(parents=True, exist_ok=True)
@@ -171,18 +204,17 @@ def score(model: Path, folder: Path, args: argparse.Namespace) -> dict[str, floa
 def report(args: argparse.Namespace) -> None:
     """One row per finished arm (and the initial model) at the setting of ``args``; arms
     trained with another scoring setting are scored at this one (and kept)."""
-    rows: list[dict[str, Any]] = [{"arm": "init", "steps": 0, "dev": score(args.init, RUNS, args)}]
+    runs = args.runs
+    rows: list[dict[str, Any]] = [{"arm": "init", "steps": 0, "dev": score(args.init, runs, args)}]
     for arm in ARMS:
-        if (RUNS / arm / "result.json").is_file():
-            row = json.loads((RUNS / arm / "result.json").read_text())
-            setting = {"scale": args.scale, "threshold": args.threshold, "min_size": args.min_size}
+        if (runs / arm / "result.json").is_file():
+            row = json.loads((runs / arm / "result.json").read_text())
+            setting = _setting(args)
             if row["setting"] != setting:  # scored at another setting when it ran
-                row["dev"] = score(RUNS / arm / "run" / "model.pt", RUNS / arm, args)
+                row["dev"] = score(runs / arm / "run" / "model.pt", runs / arm, args)
                 row["setting"] = setting
             rows.append(row)
-    print(
-        f"setting: scale {args.scale:g}, threshold {args.threshold:g}, min size {args.min_size:g}"
-    )
+    print(f"setting: {_setting(args)}")
     print("| arm | engine flags | steps | dev P | dev R | dev F | R <16 / 16-32 / >32 px |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
@@ -206,10 +238,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="fine-tuning steps per arm")
     parser.add_argument("--lr", type=float, default=0.0005)
     parser.add_argument("--init", type=Path, default=INIT)
+    parser.add_argument(
+        "--runs", type=Path, default=RUNS, help="one folder per arm here (one per --init)"
+    )
     parser.add_argument("--icdar", type=Path, default=SHARED / "real" / "icdar2015_dev")
     parser.add_argument("--scale", type=float, default=1.5)
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--min-size", type=float, default=0.0)
+    parser.add_argument(
+        "--box-pad", type=float, default=None, help="None = the model file's (0 for a run's)"
+    )
+    parser.add_argument(
+        "--verifier", type=Path, default=None, help="score both stages with this verifier"
+    )
+    parser.add_argument("--verify-threshold", type=float, default=0.3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for scoring")
     parser.add_argument(
         "--backend", choices=("torch", "onnxruntime"), default="onnxruntime", help="for scoring"

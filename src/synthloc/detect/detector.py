@@ -295,19 +295,34 @@ class Detector:
                 )
                 if threshold is None and "first_stage_threshold" in hints:
                     requested["threshold"] = float(hints["first_stage_threshold"])
+        detector = cls._build(
+            model_path, requested, stage, backend, device, num_threads, batch_size, preset
+        )
+        detector.source = model_path
+        return detector
+
+    @classmethod
+    def _build(
+        cls,
+        model_path: Path,
+        requested: dict[str, Any],
+        stage: VerifierStage | None,
+        backend: str,
+        device: str | torch.device | None,
+        num_threads: int | None,
+        batch_size: int,
+        preset: str,
+    ) -> Detector:
+        """The detector of a resolved model file on ``backend`` ("torch" or "onnxruntime")."""
         if model_path.suffix.lower() == ".onnx":
             onnx_backend = _OnnxBackend(model_path, num_threads)
-            detector = cls._from_onnx(
-                onnx_backend, model_path, requested, batch_size, preset, stage
-            )
-            detector.source = model_path
-            return detector
+            return cls._from_onnx(onnx_backend, model_path, requested, batch_size, preset, stage)
         model, extra = load_model_with_extra(model_path)
         stored = _preset_hints(extra.get(PRESETS[preset]), model_path, preset)
         options = _resolve_options(requested, stored)
         trained_pad = stored_trained_box_pad(extra.get(TRAINED_BOX_PAD_KEY), model_path)
         if backend == "torch":
-            detector = cls.from_model(
+            return cls.from_model(
                 model,
                 device=device,
                 num_threads=num_threads,
@@ -317,8 +332,6 @@ class Detector:
                 trained_box_pad=trained_pad,
                 **options,
             )
-            detector.source = model_path
-            return detector
         # onnxruntime on a PyTorch checkpoint: its ONNX copy (exported once, then cached; see
         # onnx_cache). The settings are already resolved from the .pt file's presets.
         from synthloc.export import DEFAULT_OPSET, export_onnx
@@ -328,11 +341,9 @@ class Detector:
 
         with onnx_copy(model_path, "detector", DEFAULT_OPSET, export) as onnx_path:
             onnx_backend = _OnnxBackend(onnx_path, num_threads)
-        detector = cls._from_onnx(
+        return cls._from_onnx(
             onnx_backend, model_path, options, batch_size, "default", stage, trained_pad
         )
-        detector.source = model_path
-        return detector
 
     @classmethod
     def _from_onnx(
