@@ -99,7 +99,7 @@ def test_photo_scale_validation_set_enlarges_images_and_quads_together(
     write_icdar_gt(source / "gt" / "gt_a.txt", quad, ["WORD"])
     accuracy._enlarge_icdar_folder(source, tmp_path / "out", 2.0)
     big = cv2.imread(str(tmp_path / "out" / "images" / "a.png"))
-    assert big.shape == (120, 180, 3)
+    assert big is not None and big.shape == (120, 180, 3)
     gt = read_icdar_gt(tmp_path / "out" / "gt" / "gt_a.txt")
     assert gt.words == ["WORD"]
     assert np.array_equal(gt.quads[0], quad[0] * 2)

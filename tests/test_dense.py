@@ -89,7 +89,9 @@ def test_imagenet_weights_classify_sample_photos() -> None:
     expected = {"n01440764": 0, "n01443537": 1, "n01484850": 2, "n01491361": 3}
     for wnid, index in expected.items():
         path = next(SHARED_IMAGENET.glob(f"{wnid}_*.jpg"))
-        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(path))
+        assert bgr is not None
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA)
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
         with torch.no_grad():

@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,7 +38,7 @@ from synthloc.detect import (
     write_outputs,
 )
 from synthloc.geometry import polygon_iou, quad_to_rbox, rbox_to_quad
-from synthloc.model import ModelConfig, build_model, encode_targets, save_model
+from synthloc.model import FCRNLite, ModelConfig, build_model, encode_targets, save_model
 from synthloc.verify import load_verifier_with_extra
 
 STRIDE = 32
@@ -131,6 +132,7 @@ def _match_error(found: list[Detection], expected: np.ndarray) -> float:
 def _tiny_model(width: float = 0.25) -> nn.Module:
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="fcrn-lite", width=width))
+    assert isinstance(model, FCRNLite)
     with torch.no_grad():
         # Spread the head so a random model gives boxes of varied size and a usable score map.
         model.head.weight.normal_(0.0, 0.3)
@@ -314,7 +316,10 @@ def test_box_pad_grows_the_final_boxes_and_comes_from_the_model_file(tmp_path: P
 
     # Stored in a preset (box_convention.py --write), used by .pt and ONNX alike; explicit wins.
     model = _tiny_model()
-    extra = {"detect": {"threshold": 0.0, "box_pad": 0.25}, "detect_multiscale": {"scales": [1.0]}}
+    extra: dict[str, dict[str, Any]] = {
+        "detect": {"threshold": 0.0, "box_pad": 0.25},
+        "detect_multiscale": {"scales": [1.0]},
+    }
     save_model(tmp_path / "m.pt", model, extra=extra)
     export_onnx(model, tmp_path / "m.onnx", detect_defaults=extra["detect"])
     assert Detector.load(tmp_path / "m.pt").box_pad == 0.25
@@ -558,7 +563,8 @@ def test_write_outputs_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose([d["score"] for d in record["detections"]], [0.875, 0.5])
     assert record["width"] == 240 and record["height"] == 200 and record["image"] == "img_7.jpg"
     np.testing.assert_allclose(record["detections"][0]["quad"], quad, atol=0.01)
-    assert cv2.imread(str(paths["vis"])).shape == (200, 240, 3)
+    vis = cv2.imread(str(paths["vis"]))
+    assert vis is not None and vis.shape == (200, 240, 3)
 
 
 # -- the command line ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from synthloc.data.icdar import (
     write_icdar_gt,
     write_icdar_results,
 )
-from synthloc.evaluate import evaluate_folders, evaluate_ic13, evaluate_ic15
+from synthloc.evaluate import Prediction, evaluate_folders, evaluate_ic13, evaluate_ic15
 from synthloc.geometry import polygon_iou
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -124,7 +124,7 @@ def test_ic15_dataset_is_micro_averaged() -> None:
         "img_2": gt_of(),
         "img_10": gt_of((box(0, 0, 10, 10), "C")),
     }
-    pred = {
+    pred: dict[str, Prediction] = {
         "img_1": quads(box(0, 0, 10, 10)),
         "img_2": quads(box(0, 0, 5, 5), box(50, 50, 60, 60)),
         "img_10": (quads(box(0, 0, 10, 10)), np.array([0.9])),
@@ -149,8 +149,8 @@ def _naive_ic15(gt: IcdarGT, det: np.ndarray) -> tuple[int, int, int]:
     dropped = []
     for d in range(len(det)):
         area = float(polygon_area(det[d]))
-        for g in np.flatnonzero(gt.ignore):
-            if area > 0 and intersection_area(gt.quads[g], det[d]) / area > 0.5:
+        for ignored in np.flatnonzero(gt.ignore):
+            if area > 0 and intersection_area(gt.quads[ignored], det[d]) / area > 0.5:
                 dropped.append(d)
                 break
     gt_used, det_used, matched = set(), set(), 0
@@ -168,7 +168,7 @@ def _naive_ic15(gt: IcdarGT, det: np.ndarray) -> tuple[int, int, int]:
 def test_ic15_matches_naive_loops_on_random_scenes() -> None:
     rng = np.random.default_rng(7)
     for _ in range(20):
-        n_gt, n_det = rng.integers(0, 7), rng.integers(0, 9)
+        n_gt, n_det = int(rng.integers(0, 7)), int(rng.integers(0, 9))
         centres = rng.integers(10, 60, (n_gt, 2))
         gq = np.stack(
             [box(cx - 8, cy - 5, cx + 8, cy + 5) for cx, cy in centres]

@@ -14,7 +14,7 @@ from torch import nn
 from synthloc.cli import main
 from synthloc.detect import Detector
 from synthloc.export import OnnxParityError, check_onnx_parity, export_onnx
-from synthloc.model import ModelConfig, build_model, save_model
+from synthloc.model import FCRN, FCRNLite, ModelConfig, build_model, save_model
 
 # One size is not a multiple of 32 (nor of 16): the graph must pad dynamically.
 SIZES = ((128, 128), (96, 160), (90, 150))
@@ -25,7 +25,7 @@ def _two_threads() -> None:
     torch.set_num_threads(2)
 
 
-def _trained_looking(config: ModelConfig, seed: int = 0) -> nn.Module:
+def _trained_looking(config: ModelConfig, seed: int = 0) -> FCRN | FCRNLite:
     """A model with random weights *and* random normalisation statistics, in eval mode.
 
     Fresh BatchNorm layers (mean 0, var 1, weight 1, bias 0) would make folding trivially
@@ -33,6 +33,7 @@ def _trained_looking(config: ModelConfig, seed: int = 0) -> nn.Module:
     """
     torch.manual_seed(seed)
     model = build_model(config)
+    assert isinstance(model, (FCRN, FCRNLite))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -111,6 +112,7 @@ def test_a_mismatching_graph_fails_the_check(tmp_path: Path) -> None:
     model = _trained_looking(ModelConfig(arch="fcrn-lite", width=0.5))
     path = export_onnx(model, tmp_path / "m.onnx")
     with torch.no_grad():
+        assert model.head.bias is not None
         model.head.bias[2] += 1e-3  # a change far below what a detection would show
     with pytest.raises(OnnxParityError, match="differs from PyTorch"):
         check_onnx_parity(model, path, sizes=((96, 128),))

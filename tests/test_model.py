@@ -46,6 +46,7 @@ def _randomise_norm_stats(model: nn.Module, seed: int) -> None:
         for m in model.modules():
             if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
                 n = m.num_features
+                assert m.running_mean is not None and m.running_var is not None
                 m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
                 m.running_var.copy_(torch.rand(n, generator=gen) * 2 + 0.2)
                 m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
@@ -56,6 +57,7 @@ def _randomise_norm_stats(model: nn.Module, seed: int) -> None:
 @pytest.mark.parametrize("stride", [32, 16])
 def test_output_shapes(arch: str, stride: int) -> None:
     model = _model(arch=arch, stride=stride, width=0.25 if arch == "fcrn" else 1.0).eval()
+    assert isinstance(model, (FCRN, FCRNLite))
     assert model.stride == stride and model.config.arch == arch
     sizes = [(64, 64), (33, 65), (100, 37), (1, 1)]
     if arch == "fcrn-lite":
@@ -120,7 +122,7 @@ def test_dilated_depthwise_conv_runs_nchw_inside_a_channels_last_model() -> None
     assert len(flagged) == 1  # the dilation-4 depthwise conv of the last stage
     x = torch.rand(1, 3, 96, 128)
     reference = model(x)
-    fast = model.to(memory_format=torch.channels_last)(
+    fast = model.to(memory_format=torch.channels_last)(  # type: ignore[call-overload]  # not in stubs
         x.contiguous(memory_format=torch.channels_last)
     )
     torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)

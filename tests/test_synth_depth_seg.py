@@ -263,7 +263,9 @@ def test_on_the_fly_training_stream_uses_dset_and_map_folders(tmp_path: Path) ->
     depth, seg = photos / "maps" / "depth", photos / "maps" / "seg"
     for backgrounds, maps in ((dset, {}), (photos, {"depth": depth, "seg": seg})):
         source = background_source(backgrounds, maps.get("depth"), maps.get("seg"))
-        stream = OnTheFlySynthesis(backgrounds, config, seed=SEED, **maps)
+        stream = OnTheFlySynthesis(
+            backgrounds, config, seed=SEED, depth=maps.get("depth"), seg=maps.get("seg")
+        )
         for index in range(4):
             got = stream[index]
             want = render_sample(SEED, index, config, source).sample

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,7 +37,7 @@ def _plain_background(size: int = SIZE, seed: int = 0) -> Background:
 def _alpha_only(**kw: object) -> SynthConfig:
     """No effects, alpha blending: every changed pixel comes from glyph coverage (no sign
     panels, no camera degradations, no faint don't-care text; flat panels are not sky)."""
-    base = dict(
+    base: dict[str, Any] = dict(
         size=SIZE,
         p_poisson=0.0,
         p_border=0.0,
@@ -49,7 +50,7 @@ def _alpha_only(**kw: object) -> SynthConfig:
         sky_filter=False,
     )
     base.update(kw)
-    return SynthConfig(**base)  # type: ignore[arg-type]
+    return SynthConfig(**base)
 
 
 def test_config_is_json_serialisable() -> None:

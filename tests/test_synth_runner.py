@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -254,7 +255,7 @@ def test_bad_backgrounds_are_skipped_counted_and_named(
     assert manifest["backgrounds"]["files"] == 3
 
 
-def _records(shard: Path) -> list[dict[str, object]]:
+def _records(shard: Path) -> list[dict[str, Any]]:
     from synthloc.data.shards import read_shard_records
 
     return read_shard_records(shard)

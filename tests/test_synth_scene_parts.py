@@ -243,6 +243,7 @@ def _ink_inside_quads(renderer: SceneRenderer, s: Sample) -> tuple[int, int]:
     ``renderer`` just drew (its ``ink_log``; coverage >= 0.25 counts as ink)."""
     hw = s.image.shape[:2]
     ink = np.zeros(hw, np.float32)
+    assert renderer.ink_log is not None
     for x0, y0, cov in renderer.ink_log:
         region = ink[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
         np.maximum(region, cov[: region.shape[0], : region.shape[1]], out=region)

@@ -199,7 +199,7 @@ def test_nonfinite_losses_skip_steps_then_stop_the_run(
     real_preprocess = synthloc.model.preprocess
     calls = []
 
-    def poisoned(images: torch.Tensor, *args: object) -> torch.Tensor:
+    def poisoned(images: torch.Tensor, *args: torch.memory_format) -> torch.Tensor:
         calls.append(1)
         out = real_preprocess(images, *args)
         return out * float("nan") if len(calls) > 2 else out

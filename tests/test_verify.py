@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from torch import nn
 from synthloc.detect import Detector, VerifierStage
 from synthloc.export import OnnxParityError, check_verifier_parity, export_verifier_onnx
 from synthloc.geometry import iou_matrix, rbox_to_quad
-from synthloc.model import ModelConfig, build_model, encode_targets, save_model
+from synthloc.model import FCRNLite, ModelConfig, build_model, encode_targets, save_model
 from synthloc.train_config import OptimConfig, ScheduleConfig
 from synthloc.verify import (
     CROP_HEIGHT,
@@ -218,6 +219,7 @@ def test_data_generation_is_deterministic_and_resumes(tmp_path: Path) -> None:
 def test_hard_negatives_come_from_the_first_stage(tmp_path: Path) -> None:
     torch.manual_seed(0)
     detector = build_model(ModelConfig(arch="fcrn-lite", width=0.25))
+    assert isinstance(detector, FCRNLite)
     with torch.no_grad():
         detector.head.weight.normal_(0.0, 0.3)  # a random model with varied boxes
     save_model(tmp_path / "first.pt", detector.eval())
@@ -451,6 +453,7 @@ def test_detector_with_and_without_the_verifier(trained_verifier: nn.Module) -> 
 def _tiny_first_stage() -> nn.Module:
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="fcrn-lite", width=0.25))
+    assert isinstance(model, FCRNLite)
     with torch.no_grad():
         model.head.weight.normal_(0.0, 0.3)
     return model.eval()
@@ -463,16 +466,16 @@ def test_load_runs_both_stages_with_torch_and_onnxruntime(
     save_verifier(tmp_path / "v.pt", trained_verifier, {"verify": {"threshold": 0.3}})
     export_verifier_onnx(trained_verifier, tmp_path / "v.onnx")
     image, _, _, _ = _two_stage_scene()
-    settings = {"scales": [1.0], "threshold": 0.0}
-    plain = Detector.load(tmp_path / "m.pt", **settings)  # type: ignore[arg-type]
+    settings: dict[str, Any] = {"scales": [1.0], "threshold": 0.0}
+    plain = Detector.load(tmp_path / "m.pt", **settings)
     assert plain.verifier is None
-    torch_two = Detector.load(tmp_path / "m.pt", verifier=tmp_path / "v.pt", **settings)  # type: ignore[arg-type]
+    torch_two = Detector.load(tmp_path / "m.pt", verifier=tmp_path / "v.pt", **settings)
     assert torch_two.verifier is not None and torch_two.verifier.threshold == 0.3
     onnx_two = Detector.load(
         tmp_path / "m.pt",
         verifier=tmp_path / "v.pt",
         backend="onnxruntime",
-        **settings,  # type: ignore[arg-type]
+        **settings,
     )
     onnx_file = Detector.load(
         tmp_path / "m.pt",
@@ -480,8 +483,8 @@ def test_load_runs_both_stages_with_torch_and_onnxruntime(
         backend="onnxruntime",
         verify_threshold=0.3,
         **settings,
-    )  # type: ignore[arg-type]
-    skipped = Detector.load(tmp_path / "m.pt", verifier=tmp_path / "v.pt", verify=False, **settings)  # type: ignore[arg-type]
+    )
+    skipped = Detector.load(tmp_path / "m.pt", verifier=tmp_path / "v.pt", verify=False, **settings)
     assert skipped.verifier is None
     reference = torch_two(image)
     assert 0 < len(reference) < len(plain(image))
@@ -594,5 +597,5 @@ def test_train_verifier_config_errors_are_one_line(
         main(["train-verifier", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "wide")])
         == 1
     )
-    err = capsys.readouterr().err
-    assert "wide: crops cut with context 0.4, but model.context is 0.25" in err
+    wide_err = capsys.readouterr().err
+    assert "wide: crops cut with context 0.4, but model.context is 0.25" in wide_err
