@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -141,3 +142,17 @@ def test_report_adds_the_comparison_table(bench_script: BenchScript) -> None:
         "| RapidOCR det | det.onnx, shortest side 736, thresh 0.3, box thresh 0.5 "
         "| 0.400 | 0.300 | 0.343 | 3.00 | 1.00 |"
     ) in new
+
+
+def test_ablate_engine_keeps_scores_of_other_settings_apart(bench_script: BenchScript) -> None:
+    ablate = bench_script("ablate_engine")
+    plain = argparse.Namespace(
+        scale=0.75, threshold=0.9, min_size=0.0, box_pad=None, verifier=None, verify_threshold=0.3
+    )
+    padded = argparse.Namespace(**{**vars(plain), "box_pad": 0.11})
+    verified = argparse.Namespace(**{**vars(padded), "verifier": Path("/x/fcrn-dense-verifier.pt")})
+    tags = {ablate._tag(a) for a in (plain, padded, verified)}
+    assert len(tags) == 3  # a score file made at one setting is never read for another
+    assert ablate._setting(plain) == {"scale": 0.75, "threshold": 0.9, "min_size": 0.0}
+    # the record names the verifier, not this machine's path to it
+    assert ablate._setting(verified)["verifier"] == "fcrn-dense-verifier.pt"
