@@ -9,9 +9,10 @@ checkpoints can be set against the differences an A/B of single checkpoints repo
         --config data/ablate_dense/before-calibration/run/config.yaml \
         --every 50 --box-pad 0.11 --json training/ablate_engine/curve.json
 
-The run's ``init`` (if any) is scored as step 0. A stopped curve resumes: finished segments
-and scores are kept in ``--out``. The folder scored here is a measuring set; nothing is chosen
-on it.
+The run's ``init`` (if any) is scored as step 0. ``--average`` also scores the mean of the
+kept checkpoints' weights (step 0 left out; BatchNorm statistics averaged too). A stopped
+curve resumes: finished segments and scores are kept in ``--out``. The folder scored here is
+a measuring set; nothing is chosen on it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 import yaml
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +43,26 @@ def _train(config: Path, out: Path, stop: int, threads: int, log: Path) -> None:
         raise SystemExit(f"training failed ({done.returncode}): see {log}")
 
 
+def average_weights(paths: list[Path]) -> nn.Module:
+    """The first model of ``paths`` with every floating-point tensor of its state (weights and
+    BatchNorm statistics) replaced by the mean over all of them; integer buffers are the
+    first model's."""
+    from synthloc.model import load_model_with_extra
+
+    models = [load_model_with_extra(path)[0] for path in paths]
+    states = [model.state_dict() for model in models]
+    mean = {
+        key: (
+            torch.stack([state[key].double() for state in states]).mean(0).to(value.dtype)
+            if value.is_floating_point()
+            else value
+        )
+        for key, value in states[0].items()
+    }
+    models[0].load_state_dict(mean)
+    return models[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="training config (YAML)")
@@ -51,6 +74,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--box-pad", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--average", action="store_true", help="also score the weight mean")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     if args.every < 1:
@@ -75,7 +99,13 @@ def main() -> None:
             _train(args.config, args.out, stop, args.threads, args.out / "train.log")
             save_model(model_path, model_from_checkpoint(args.out / "last.pt", "ema"))
         points.append((stop, model_path))
-    for step, model_path in points:
+    labelled: list[tuple[str, Path]] = [(str(step), path) for step, path in points]
+    if args.average:
+        trained = [path for step, path in points if step > 0]
+        average = args.out / "average.pt"
+        save_model(average, average_weights(trained))
+        labelled.append(("average", average))
+    for step, model_path in labelled:
         score_path = args.out / f"score_step{step}.json"
         if not score_path.is_file():
             detector = Detector.load(
@@ -89,9 +119,9 @@ def main() -> None:
             figures = {k: round(v, 4) for k, v in score_folder(detector, args.icdar).items()}
             score_path.write_text(json.dumps(figures, indent=1) + "\n")
         figures = json.loads(score_path.read_text())
-        rows.append({"step": step, **figures})
+        rows.append({"step": int(step) if step.isdigit() else step, **figures})
         print(
-            f"step {step:5d}: P {figures['precision']:.3f} R {figures['recall']:.3f} "
+            f"step {step:>7}: P {figures['precision']:.3f} R {figures['recall']:.3f} "
             f"F {figures['hmean']:.3f}",
             flush=True,
         )

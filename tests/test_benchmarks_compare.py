@@ -156,3 +156,31 @@ def test_ablate_engine_keeps_scores_of_other_settings_apart(bench_script: BenchS
     assert ablate._setting(plain) == {"scale": 0.75, "threshold": 0.9, "min_size": 0.0}
     # the record names the verifier, not this machine's path to it
     assert ablate._setting(verified)["verifier"] == "fcrn-dense-verifier.pt"
+
+
+def test_checkpoint_curve_averages_every_float_tensor(
+    bench_script: BenchScript, tmp_path: Path
+) -> None:
+    import torch
+
+    from synthloc.model import ModelConfig, build_model, load_model_with_extra, save_model
+
+    curve = bench_script("checkpoint_curve")
+    paths = []
+    for k in range(3):
+        torch.manual_seed(k)
+        model = build_model(ModelConfig(arch="fcrn-lite", width=0.25))
+        for buffer in model.buffers():  # BatchNorm statistics differ between the files too
+            if buffer.is_floating_point():
+                buffer.uniform_(0.5, 1.5)
+        paths.append(tmp_path / f"m{k}.pt")
+        save_model(paths[-1], model)
+    states = [load_model_with_extra(p)[0].state_dict() for p in paths]
+    mean = curve.average_weights(paths).state_dict()
+    assert set(mean) == set(states[0])
+    floats = [key for key, value in mean.items() if value.is_floating_point()]
+    assert floats
+    for key in floats:
+        expected = sum(s[key].double() for s in states) / 3
+        assert torch.allclose(mean[key].double(), expected, atol=1e-6), key
+    assert not all(torch.equal(mean[key], states[0][key]) for key in floats)
