@@ -184,3 +184,18 @@ def test_checkpoint_curve_averages_every_float_tensor(
         expected = sum(s[key].double() for s in states) / 3
         assert torch.allclose(mean[key].double(), expected, atol=1e-6), key
     assert not all(torch.equal(mean[key], states[0][key]) for key in floats)
+
+
+def test_dev_bootstrap_resamples_photos_not_words(bench_script: BenchScript) -> None:
+    boot = bench_script("dev_bootstrap")
+    rows = [
+        {"matched": 3, "num_gt_care": 4, "num_det_care": 6},
+        {"matched": 0, "num_gt_care": 2, "num_det_care": 0},
+    ]
+    counts = boot.photo_counts(rows)
+    assert counts.tolist() == [[3, 4, 6], [0, 2, 0]]
+    samples = np.array([[0, 1], [0, 0], [1, 1]])
+    f = boot.resampled_hmeans(counts, samples)
+    # both photos: P 3/6, R 3/6; the first twice: P 6/12, R 6/8; the second twice: nothing found
+    assert np.allclose(f, [0.5, 2 * 0.5 * 0.75 / 1.25, 0.0])
+    assert boot.interval(np.arange(101.0)) == (2.5, 97.5)

@@ -1,0 +1,126 @@
+"""How much of an F difference on an ICDAR 2015 folder is the luck of its photos.
+
+Runs each ``--model`` (a model file or a shipped name, at its stored setting unless overridden)
+on the folder, keeps each photo's counts (matched words, care words, care detections) and
+resamples the photos with replacement (``--rounds`` times, seeded). It prints each model's F
+with a 95% interval and, for every model after the first, the interval of its F minus the
+first model's over the same resampled photo sets (a paired bootstrap), with the share of
+rounds in which it is ahead::
+
+    python benchmarks/dev_bootstrap.py --model fcrn-dense --json training/dev_bootstrap.json
+    python benchmarks/dev_bootstrap.py --model fcrn-dense --model data/curve/step150.pt \\
+        --no-verify --box-pad 0.11
+
+This measures the photo sampling only: another checkpoint or data seed of the same recipe
+varies on top of it (docs/engine.md, checkpoint noise). Nothing is chosen on the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from synthloc.data.icdar import IcdarGT, read_icdar_gt
+from synthloc.evaluate import evaluate_ic15
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = ROOT.parent / "shared" / "data" / "real" / "icdar2015_dev"
+
+
+def photo_counts(per_image: list[dict[str, object]]) -> np.ndarray:
+    """``[N, 3]`` int64: matched words, care GT words and care detections of each photo."""
+    keys = ("matched", "num_gt_care", "num_det_care")
+    return np.array([[row[k] for k in keys] for row in per_image], np.int64)
+
+
+def resampled_hmeans(counts: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """F of each resampled photo set: ``samples`` ``[rounds, N]`` holds photo indices."""
+    totals = counts[samples].sum(axis=1).astype(np.float64)  # [rounds, 3]
+    matched, gt_care, det_care = totals[:, 0], totals[:, 1], totals[:, 2]
+    recall = np.divide(matched, gt_care, out=np.zeros_like(matched), where=gt_care > 0)
+    precision = np.divide(matched, det_care, out=np.zeros_like(matched), where=det_care > 0)
+    total = precision + recall
+    return np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+
+
+def interval(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(values, [2.5, 97.5])
+    return round(float(low), 4), round(float(high), 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="append", required=True, help="file or shipped name")
+    parser.add_argument("--icdar", type=Path, default=DEV, help="ICDAR folder (images + gt_*)")
+    parser.add_argument("--scale", type=float, default=None, help="None = each model's own")
+    parser.add_argument("--threshold", type=float, default=None, help="None = each model's own")
+    parser.add_argument("--box-pad", type=float, default=None, help="None = each model's own")
+    parser.add_argument("--no-verify", action="store_true", help="first stage alone")
+    parser.add_argument("--rounds", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+
+    from synthloc.data.icdar import list_icdar_folder
+    from synthloc.detect import Detector
+
+    pairs = list_icdar_folder(args.icdar)
+    if not pairs:
+        raise SystemExit(f"{args.icdar}: no images with ground truth")
+    gts: dict[str, IcdarGT] = {gt.stem[len("gt_") :]: read_icdar_gt(gt) for _, gt in pairs}
+    counts = []
+    observed = []
+    for model in args.model:
+        detector = Detector.load(
+            model,
+            scales=None if args.scale is None else [args.scale],
+            threshold=args.threshold,
+            box_pad=args.box_pad,
+            verify=not args.no_verify,
+            num_threads=args.threads,
+        )
+        preds = {}
+        for image_path, gt_path in pairs:
+            found = detector(image_path)
+            quads = np.array([d.quad for d in found], np.float32).reshape(-1, 4, 2)
+            preds[gt_path.stem[len("gt_") :]] = (quads, np.array([d.score for d in found]))
+        result = evaluate_ic15(gts, preds)
+        counts.append(photo_counts(result.per_image))
+        observed.append(round(result.hmean, 4))
+    rng = np.random.default_rng(args.seed)
+    samples = rng.integers(0, len(pairs), size=(args.rounds, len(pairs)))
+    hmeans = [resampled_hmeans(c, samples) for c in counts]
+    rows = []
+    for k, model in enumerate(args.model):
+        row: dict[str, object] = {"model": model, "hmean": observed[k]}
+        row["hmean_95"] = interval(hmeans[k])
+        if k > 0:
+            difference = hmeans[k] - hmeans[0]
+            row["minus_first_95"] = interval(difference)
+            row["ahead_of_first"] = round(float((difference > 0).mean()), 4)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.json is not None:
+        record = {
+            "folder": args.icdar.name,
+            "photos": len(pairs),
+            "rounds": args.rounds,
+            "seed": args.seed,
+            "scale": args.scale,
+            "threshold": args.threshold,
+            "box_pad": args.box_pad,
+            "verify": not args.no_verify,
+            "rows": rows,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
