@@ -35,7 +35,7 @@ import numpy as np
 
 from synthloc.data.icdar import IcdarGT, list_icdar_folder, read_icdar_gt, write_icdar_gt
 from synthloc.detect import Detector
-from synthloc.evaluate import evaluate_ic15
+from synthloc.evaluate import EvalResult, evaluate_ic15
 from synthloc.geometry import quad_to_rbox
 from synthloc.synth import SynthConfig
 from synthloc.synth.runner import synthesize
@@ -187,6 +187,23 @@ def score_folder(
     the model file's ``box_pad`` converts to ICDAR 2015's looser boxes
     (benchmarks/box_convention.py).
     """
+    gts, result, seconds = evaluate_folder(detector, folder, box_pad)
+    return {
+        "images": len(gts),
+        "precision": result.precision,
+        "recall": result.recall,
+        "hmean": result.hmean,
+        "images_per_s": len(gts) / seconds,
+        **recall_by_height(gts, result.per_image),
+    }
+
+
+def evaluate_folder(
+    detector: Detector, folder: Path, box_pad: float | None = None
+) -> tuple[dict[str, IcdarGT], EvalResult, float]:
+    """The ground truth of an ICDAR folder, the ic15 evaluation of ``detector`` on its images
+    (with per-image counts) and the seconds detection took; ``box_pad`` as in
+    :func:`score_folder`."""
     pairs = list_icdar_folder(folder)
     if not pairs:
         raise SystemExit(f"{folder}: no images with ground truth")
@@ -205,15 +222,7 @@ def score_folder(
     finally:
         detector.box_pad = own_pad
     seconds = time.perf_counter() - start
-    result = evaluate_ic15(gts, preds)
-    return {
-        "images": len(pairs),
-        "precision": result.precision,
-        "recall": result.recall,
-        "hmean": result.hmean,
-        "images_per_s": len(pairs) / seconds,
-        **recall_by_height(gts, result.per_image),
-    }
+    return gts, evaluate_ic15(gts, preds), seconds
 
 
 def recall_by_height(

@@ -7,7 +7,7 @@ with a 95% interval and, for every model after the first, the interval of its F 
 first model's over the same resampled photo sets (a paired bootstrap), with the share of
 rounds in which it is ahead::
 
-    python benchmarks/dev_bootstrap.py --model fcrn-dense --json training/dev_bootstrap.json
+    python benchmarks/dev_bootstrap.py --model fcrn-dense --json training/dev_bootstrap/x.json
     python benchmarks/dev_bootstrap.py --model fcrn-dense --model data/curve/step150.pt \\
         --no-verify --box-pad 0.11
 
@@ -22,9 +22,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from synthloc.data.icdar import IcdarGT, read_icdar_gt
-from synthloc.evaluate import evaluate_ic15
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "real" / "icdar2015_dev"
@@ -67,13 +64,10 @@ def main() -> None:
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
 
-    from synthloc.data.icdar import list_icdar_folder
+    from accuracy import evaluate_folder
+
     from synthloc.detect import Detector
 
-    pairs = list_icdar_folder(args.icdar)
-    if not pairs:
-        raise SystemExit(f"{args.icdar}: no images with ground truth")
-    gts: dict[str, IcdarGT] = {gt.stem[len("gt_") :]: read_icdar_gt(gt) for _, gt in pairs}
     counts = []
     observed = []
     for model in args.model:
@@ -85,16 +79,12 @@ def main() -> None:
             verify=not args.no_verify,
             num_threads=args.threads,
         )
-        preds = {}
-        for image_path, gt_path in pairs:
-            found = detector(image_path)
-            quads = np.array([d.quad for d in found], np.float32).reshape(-1, 4, 2)
-            preds[gt_path.stem[len("gt_") :]] = (quads, np.array([d.score for d in found]))
-        result = evaluate_ic15(gts, preds)
+        _, result, _ = evaluate_folder(detector, args.icdar)
         counts.append(photo_counts(result.per_image))
         observed.append(round(result.hmean, 4))
+    photos = len(counts[0])
     rng = np.random.default_rng(args.seed)
-    samples = rng.integers(0, len(pairs), size=(args.rounds, len(pairs)))
+    samples = rng.integers(0, photos, size=(args.rounds, photos))
     hmeans = [resampled_hmeans(c, samples) for c in counts]
     rows = []
     for k, model in enumerate(args.model):
@@ -109,7 +99,7 @@ def main() -> None:
     if args.json is not None:
         record = {
             "folder": args.icdar.name,
-            "photos": len(pairs),
+            "photos": photos,
             "rounds": args.rounds,
             "seed": args.seed,
             "scale": args.scale,
