@@ -10,9 +10,10 @@ checkpoints can be set against the differences an A/B of single checkpoints repo
         --every 50 --box-pad 0.11 --json training/ablate_engine/curve.json
 
 The run's ``init`` (if any) is scored as step 0. ``--average`` also scores the mean of the
-kept checkpoints' weights (step 0 left out; BatchNorm statistics averaged too). A stopped
-curve resumes: finished segments and scores are kept in ``--out``. The folder scored here is
-a measuring set; nothing is chosen on it.
+kept checkpoints' weights (step 0 left out; BatchNorm statistics averaged too);
+``--average-from N`` averages only those from step N on, as stochastic weight averaging does.
+A stopped curve resumes: finished segments and scores are kept in ``--out``. The folder scored
+here is a measuring set; nothing is chosen on it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def average_weights(paths: list[Path]) -> nn.Module:
     return models[0]
 
 
+def averaged(points: list[tuple[int, Path]], start: int) -> list[Path]:
+    """The checkpoints a weight average takes: those at step ``start`` or later, never the
+    run's ``init`` (step 0)."""
+    return [path for step, path in points if step >= max(start, 1)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="training config (YAML)")
@@ -75,6 +82,12 @@ def main() -> None:
     parser.add_argument("--box-pad", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--average", action="store_true", help="also score the weight mean")
+    parser.add_argument(
+        "--average-from",
+        type=int,
+        default=1,
+        help="average only the checkpoints from this step on (stochastic weight averaging)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     if args.every < 1:
@@ -101,10 +114,13 @@ def main() -> None:
         points.append((stop, model_path))
     labelled: list[tuple[str, Path]] = [(str(step), path) for step, path in points]
     if args.average:
-        trained = [path for step, path in points if step > 0]
-        average = args.out / "average.pt"
+        trained = averaged(points, args.average_from)
+        if not trained:
+            parser.error(f"no checkpoint at or after step {args.average_from} to average")
+        label = "average" if args.average_from <= 1 else f"average{args.average_from}"
+        average = args.out / f"{label}.pt"
         save_model(average, average_weights(trained))
-        labelled.append(("average", average))
+        labelled.append((label, average))
     for step, model_path in labelled:
         score_path = args.out / f"score_step{step}.json"
         if not score_path.is_file():

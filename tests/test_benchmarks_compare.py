@@ -186,6 +186,17 @@ def test_checkpoint_curve_averages_every_float_tensor(
     assert not all(torch.equal(mean[key], states[0][key]) for key in floats)
 
 
+def test_checkpoint_curve_averages_from_a_step_and_never_the_init(
+    bench_script: BenchScript,
+) -> None:
+    curve = bench_script("checkpoint_curve")
+    points = [(step, Path(f"step{step}.pt")) for step in (0, 100, 200, 300)]
+    assert curve.averaged(points, 1) == [Path("step100.pt"), Path("step200.pt"), Path("step300.pt")]
+    assert curve.averaged(points, 0) == curve.averaged(points, 1)  # the init stays out
+    assert curve.averaged(points, 150) == [Path("step200.pt"), Path("step300.pt")]
+    assert curve.averaged(points, 400) == []
+
+
 def test_dev_bootstrap_resamples_photos_not_words(bench_script: BenchScript) -> None:
     boot = bench_script("dev_bootstrap")
     rows = [
