@@ -10,6 +10,8 @@ rounds in which it is ahead::
     python benchmarks/dev_bootstrap.py --model fcrn-dense --json training/dev_bootstrap/x.json
     python benchmarks/dev_bootstrap.py --model fcrn-dense --model data/curve/step150.pt \\
         --no-verify --box-pad 0.11
+    python benchmarks/dev_bootstrap.py --model fcrn-dense --model cand.pt \\
+        --verifier default --verifier cand_verifier.pt
 
 This measures the photo sampling only: another checkpoint or data seed of the same recipe
 varies on top of it (docs/engine.md, checkpoint noise). Nothing is chosen on the folder.
@@ -48,6 +50,19 @@ def interval(values: np.ndarray) -> tuple[float, float]:
     return round(float(low), 4), round(float(high), 4)
 
 
+def paired_verifiers(models: list[str], verifiers: list[str] | None) -> list[str | None]:
+    """The second stage of each model: ``--verifier`` values by position ("default", or none
+    given at all, = the verifier shipped beside the model, if any)."""
+    if verifiers is None:
+        return [None] * len(models)
+    if len(verifiers) != len(models):
+        raise ValueError(
+            f"give one --verifier per --model or none: {len(models)} models, "
+            f"{len(verifiers)} verifiers"
+        )
+    return [None if v == "default" else v for v in verifiers]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", required=True, help="file or shipped name")
@@ -55,6 +70,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=None, help="None = each model's own")
     parser.add_argument("--threshold", type=float, default=None, help="None = each model's own")
     parser.add_argument("--box-pad", type=float, default=None, help="None = each model's own")
+    parser.add_argument(
+        "--verifier",
+        action="append",
+        default=None,
+        help="second stage of the --model in the same position (default: shipped beside it)",
+    )
     parser.add_argument("--no-verify", action="store_true", help="first stage alone")
     parser.add_argument("--rounds", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
@@ -63,6 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    try:
+        verifiers = paired_verifiers(args.model, args.verifier)
+    except ValueError as error:
+        parser.error(str(error))
 
     from accuracy import evaluate_folder
 
@@ -70,9 +95,10 @@ def main() -> None:
 
     counts = []
     observed = []
-    for model in args.model:
+    for model, verifier in zip(args.model, verifiers, strict=True):
         detector = Detector.load(
             model,
+            verifier=verifier,
             scales=None if args.scale is None else [args.scale],
             threshold=args.threshold,
             box_pad=args.box_pad,
@@ -89,6 +115,8 @@ def main() -> None:
     rows = []
     for k, model in enumerate(args.model):
         row: dict[str, object] = {"model": model, "hmean": observed[k]}
+        if verifiers[k] is not None and not args.no_verify:
+            row["verifier"] = verifiers[k]
         row["hmean_95"] = interval(hmeans[k])
         if k > 0:
             difference = hmeans[k] - hmeans[0]

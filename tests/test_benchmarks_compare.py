@@ -197,6 +197,14 @@ def test_checkpoint_curve_averages_from_a_step_and_never_the_init(
     assert curve.averaged(points, 400) == []
 
 
+def test_dev_bootstrap_pairs_verifiers_by_position(bench_script: BenchScript) -> None:
+    boot = bench_script("dev_bootstrap")
+    assert boot.paired_verifiers(["a", "b"], None) == [None, None]
+    assert boot.paired_verifiers(["a", "b"], ["default", "v.pt"]) == [None, "v.pt"]
+    with pytest.raises(ValueError, match="2 models, 1 verifiers"):
+        boot.paired_verifiers(["a", "b"], ["v.pt"])
+
+
 def test_dev_bootstrap_resamples_photos_not_words(bench_script: BenchScript) -> None:
     boot = bench_script("dev_bootstrap")
     rows = [
