@@ -44,7 +44,9 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="model file (model.pt of a run)")
     source.add_argument("--checkpoint", type=Path, help="training checkpoint (last.pt)")
-    parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help="of --checkpoint")
+    parser.add_argument(
+        "--weights", choices=("ema", "swa", "raw"), default="ema", help="of --checkpoint"
+    )
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--seed", type=int, default=VALIDATION_SEED)
     parser.add_argument("--engine", choices=ENGINES, default="paper", help="of the validation set")

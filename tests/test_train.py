@@ -19,8 +19,15 @@ import torch
 
 from synthloc.cli import main
 from synthloc.detect import Detector
-from synthloc.model import load_model
-from synthloc.train import NonFiniteLossError, fit, load_checkpoint, lr_factor, validate
+from synthloc.model import load_model, load_model_with_extra
+from synthloc.train import (
+    NonFiniteLossError,
+    fit,
+    load_checkpoint,
+    lr_factor,
+    model_from_checkpoint,
+    validate,
+)
 from synthloc.train_config import ScheduleConfig, TrainConfig, load_config
 
 LETTERS = list("ABCDEFGHKLMNPRSTUVWXYZ")
@@ -290,6 +297,75 @@ def test_a_signal_ends_the_run_after_a_checkpoint(tmp_path: Path, sig: signal.Si
     assert load_checkpoint(out / "last.pt")["step"] == max(logged) >= 3
     assert f"stopped by {sig.name}" in stdout and "--resume" in stdout
     assert "Traceback" not in stderr, stderr
+
+
+def test_weight_average_is_the_mean_of_its_snapshots() -> None:
+    from synthloc.train import WeightAverage
+
+    model = torch.nn.BatchNorm1d(3)
+    average = WeightAverage(model)
+    snapshots = []
+    for k in range(3):
+        with torch.no_grad():
+            model.weight.fill_(float(k))
+            model.running_mean.uniform_(-1.0, 1.0)
+            model.num_batches_tracked.fill_(10 * k)
+        snapshots.append({n: v.clone() for n, v in model.state_dict().items()})
+        average.add(model)
+    assert average.count == 3
+    state = average.module.state_dict()
+    torch.testing.assert_close(state["weight"], torch.full((3,), 1.0))
+    torch.testing.assert_close(
+        state["running_mean"], sum(s["running_mean"] for s in snapshots) / 3, rtol=0, atol=1e-6
+    )
+    assert int(state["num_batches_tracked"]) == 20  # integer buffers: the last snapshot's
+
+
+def test_swa_averages_the_ema_at_its_steps_and_survives_a_split_run(tmp_path: Path) -> None:
+    set_test_threads()
+    folder = write_text_folder(tmp_path / "data", count=6, seed=1, size=96)
+    extra = ["ema_decay=0.9", "swa_start=10", "swa_every=5", "checkpoint_every=5"]
+    straight = fit(tiny_config(folder, 20, extra), tmp_path / "straight", progress=False)
+    # The split run stops at 12, between sample points, and at two sample points.
+    emas = []
+    for stop in (10, 12, 15, 20):
+        fit(
+            tiny_config(folder, 20, extra),
+            tmp_path / "split",
+            resume=stop > 10,
+            stop_at_step=stop,
+            progress=False,
+        )
+        if stop != 12:
+            emas.append(model_from_checkpoint(tmp_path / "split" / "last.pt", "ema").state_dict())
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert a["swa"]["count"] == b["swa"]["count"] == 3  # steps 10, 15 and 20
+    for name, value in a["swa"]["module"].items():
+        torch.testing.assert_close(b["swa"]["module"][name], value, rtol=1e-5, atol=1e-6)
+        if value.is_floating_point():
+            expected = sum(ema[name] for ema in emas) / 3
+            torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+    # The model file and the returned model are the average, not the last EMA.
+    assert straight.model_path is not None
+    saved = load_model_with_extra(straight.model_path)[0].state_dict()
+    swa = model_from_checkpoint(tmp_path / "straight" / "last.pt", "swa").state_dict()
+    ema = model_from_checkpoint(tmp_path / "straight" / "last.pt", "ema").state_dict()
+    assert all(torch.equal(saved[name], swa[name]) for name in swa)
+    assert not all(
+        torch.equal(swa[name], ema[name]) for name in swa if swa[name].is_floating_point()
+    )
+
+
+def test_swa_weights_need_a_snapshot(tmp_path: Path) -> None:
+    set_test_threads()
+    folder = write_text_folder(tmp_path / "data", count=4, seed=1, size=96)
+    extra = ["ema_decay=0.9", "swa_start=50", "checkpoint_every=5"]
+    fit(tiny_config(folder, 60, extra), tmp_path / "run", stop_at_step=5, progress=False)
+    with pytest.raises(ValueError, match="no weight average yet"):
+        model_from_checkpoint(tmp_path / "run" / "last.pt", "swa")
+    with pytest.raises(ValueError, match="swa_every"):
+        tiny_config(folder, 60, ["swa_every=0"])
 
 
 def test_ema_decay_warms_up() -> None:

@@ -231,6 +231,11 @@ class TrainConfig:
     amp: float16 autocast + grad scaling, CUDA only. channels_last: NHWC memory format for
     the model and batches (faster depthwise convolutions on CPU; see
     benchmarks/train_speed.py).
+    swa_start: stochastic weight averaging. From this step on, the weights the run evaluates
+    (the EMA when ``ema_decay`` is set, else the raw ones) are added to a uniform average
+    every ``swa_every`` steps and at the last step; from the first such step, validation,
+    best.pt and the model file use that average. 0 = off. The average's BatchNorm statistics
+    are the mean of the snapshots' (not recomputed on data).
     """
 
     seed: int = 0
@@ -243,6 +248,8 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     ema_decay: float = 0.0
+    swa_start: int = 0
+    swa_every: int = 100
     checkpoint_every: int = 1000
     log_every: int = 20
     max_nonfinite: int = 20
@@ -260,6 +267,8 @@ class TrainConfig:
         _at_least("accum_steps", self.accum_steps, 1)
         _number_in("ema_decay", self.ema_decay, 0.0, 1.0)
         _require(self.ema_decay < 1.0, "ema_decay", "below 1 (0 = no EMA)", self.ema_decay)
+        _at_least("swa_start", self.swa_start, 0)
+        _at_least("swa_every", self.swa_every, 1)
         _at_least("checkpoint_every", self.checkpoint_every, 1)
         _at_least("log_every", self.log_every, 1)
         _at_least("max_nonfinite", self.max_nonfinite, 1)

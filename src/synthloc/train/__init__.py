@@ -47,7 +47,7 @@ from synthloc.train.checkpoint import (
 )
 from synthloc.train.data import LoaderBatches, build_loader, build_stream
 from synthloc.train.distributed import DistContext, init_distributed, resolve_device
-from synthloc.train.ema import ModelEMA
+from synthloc.train.ema import ModelEMA, WeightAverage
 from synthloc.train.loop import Trainer, check_inputs, fit
 from synthloc.train.metrics import MetricsLog
 from synthloc.train.run_folder import RunExistsError, RunFolder
@@ -70,6 +70,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainerBase",
+    "WeightAverage",
     "build_loader",
     "build_optimizer",
     "build_stream",

@@ -28,7 +28,7 @@ from synthloc.train.distributed import (
     any_rank,
     broadcast_buffers,
 )
-from synthloc.train.ema import ModelEMA
+from synthloc.train.ema import ModelEMA, WeightAverage
 from synthloc.train.metrics import MetricsLog
 from synthloc.train.run_folder import RunFolder
 from synthloc.train.schedule import build_optimizer, lr_factor
@@ -67,6 +67,8 @@ class LoopSettings:
     grad_clip: float
     ema_decay: float
     amp: bool
+    swa_start: int = 0
+    swa_every: int = 100
 
 
 @dataclass
@@ -115,6 +117,7 @@ class TrainerBase(abc.ABC):
         self.use_amp = bool(loop.amp and device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.ema = ModelEMA(model, loop.ema_decay) if loop.ema_decay > 0 else None
+        self.swa = WeightAverage(model) if loop.swa_start > 0 else None
         self.accum = max(1, loop.accum_steps)
         self.step = 0
         self.best_hmean: float | None = None
@@ -169,6 +172,7 @@ class TrainerBase(abc.ABC):
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
+            "swa": None if self.swa is None else self.swa.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
             "data_position": {
                 "batches_per_rank": self.step * self.accum,
@@ -188,6 +192,8 @@ class TrainerBase(abc.ABC):
         self.scaler.load_state_dict(checkpoint["scaler"])
         if self.ema is not None and checkpoint.get("ema") is not None:
             self.ema.load_state_dict(checkpoint["ema"])
+        if self.swa is not None and checkpoint.get("swa") is not None:
+            self.swa.load_state_dict(checkpoint["swa"])
         self.restore_extra(checkpoint)
         torch.set_rng_state(checkpoint["rng"]["torch"])
         self.step = int(checkpoint["step"])
@@ -195,13 +201,30 @@ class TrainerBase(abc.ABC):
         self.nonfinite_total = int(checkpoint.get("nonfinite_total", 0))
         self.data_failures = int(checkpoint.get("data_failures", 0))
 
-    def eval_model(self) -> nn.Module:
-        """The weights to evaluate and export: the EMA copy when EMA is on."""
+    def averaged_model(self) -> nn.Module:
+        """The weights stochastic weight averaging samples: the EMA copy when EMA is on."""
         return self.ema.module if self.ema is not None else self.model
+
+    def eval_model(self) -> nn.Module:
+        """The weights to evaluate and export: the weight average once it holds a snapshot,
+        else the EMA copy when EMA is on, else the raw weights."""
+        if self.swa is not None and self.swa.count > 0:
+            return self.swa.module
+        return self.averaged_model()
 
     def sync_buffers(self) -> None:
         modules = [self.model] + ([] if self.ema is None else [self.ema.module])
         broadcast_buffers(modules, self.dist)
+
+    def swa_due(self, step: int) -> bool:
+        """Whether the weight average takes a snapshot after ``step``: every ``swa_every``
+        steps from ``swa_start`` on, and the last step. An early stop (``stop_at_step``, a
+        signal) is not a sample point, so a run in segments averages what a straight one
+        does."""
+        loop = self.loop
+        if self.swa is None or step < loop.swa_start:
+            return False
+        return step % loop.swa_every == 0 or step == loop.steps
 
     def save_checkpoint(self) -> None:
         self.sync_buffers()
@@ -325,6 +348,9 @@ class TrainerBase(abc.ABC):
                     bar.set_postfix({**self.progress_postfix(averaged), "img_s": f"{rate:.1f}"})
                     window, window_steps, window_start = {}, 0, time.perf_counter()
 
+                if self.swa is not None and self.swa_due(step):
+                    self.sync_buffers()
+                    self.swa.add(self.averaged_model())
                 if step == loop.steps or (loop.val_every > 0 and step % loop.val_every == 0):
                     last_val = self.validate()
                 # A stop request ends the run like stop_at_step: after a checkpoint.

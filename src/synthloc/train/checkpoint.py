@@ -84,20 +84,26 @@ def init_weights(path: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
 
 
 def model_from_checkpoint(path: str | os.PathLike[str], weights: str = "ema") -> nn.Module:
-    """The model of a training checkpoint in eval mode: its EMA weights or its raw weights.
+    """The model of a training checkpoint in eval mode: its EMA, weight-average or raw weights.
 
-    weights: "ema" (the run's moving average; raises if the run kept none) or "raw" (the
-    optimiser's current weights). Save it with :func:`synthloc.model.save_model`.
+    weights: "ema" (the run's moving average; raises if the run kept none), "swa" (the
+    stochastic weight average of a run with ``swa_start``; raises before its first snapshot)
+    or "raw" (the optimiser's current weights). Save it with :func:`synthloc.model.save_model`.
     """
     from synthloc.model import build_model
 
-    if weights not in ("ema", "raw"):
-        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    if weights not in ("ema", "swa", "raw"):
+        raise ValueError(f"weights must be 'ema', 'swa' or 'raw', got {weights!r}")
     checkpoint = load_checkpoint(path)
     config = config_from_dict(TrainConfig, checkpoint["config"])
     model = build_model(config.model)
     if weights == "raw":
         state = checkpoint["model"]
+    elif weights == "swa":
+        swa = checkpoint.get("swa")
+        if swa is None or int(swa["count"]) == 0:
+            raise ValueError(f"{path}: this run holds no weight average yet (swa_start)")
+        state = swa["module"]
     else:
         ema = checkpoint.get("ema")
         if ema is None:

@@ -35,6 +35,8 @@ def loop_settings(config: TrainConfig) -> LoopSettings:
         grad_clip=config.optim.grad_clip,
         ema_decay=config.ema_decay,
         amp=config.amp,
+        swa_start=config.swa_start,
+        swa_every=config.swa_every,
     )
 
 
