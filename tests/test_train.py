@@ -303,13 +303,15 @@ def test_weight_average_is_the_mean_of_its_snapshots() -> None:
     from synthloc.train import WeightAverage
 
     model = torch.nn.BatchNorm1d(3)
+    running_mean, batches = model.running_mean, model.num_batches_tracked
+    assert running_mean is not None and batches is not None
     average = WeightAverage(model)
     snapshots = []
     for k in range(3):
         with torch.no_grad():
             model.weight.fill_(float(k))
-            model.running_mean.uniform_(-1.0, 1.0)
-            model.num_batches_tracked.fill_(10 * k)
+            running_mean.uniform_(-1.0, 1.0)
+            batches.fill_(10 * k)
         snapshots.append({n: v.clone() for n, v in model.state_dict().items()})
         average.add(model)
     assert average.count == 3
