@@ -25,7 +25,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
 import yaml
 from torch import nn
 
@@ -45,23 +44,20 @@ def _train(config: Path, out: Path, stop: int, threads: int, log: Path) -> None:
 
 
 def average_weights(paths: list[Path]) -> nn.Module:
-    """The first model of ``paths`` with every floating-point tensor of its state (weights and
-    BatchNorm statistics) replaced by the mean over all of them; integer buffers are the
-    first model's."""
+    """The mean of the models in ``paths``: every floating-point tensor of their state
+    (weights and BatchNorm statistics) averaged, as ``synthloc train``'s ``swa_start`` does
+    (:class:`synthloc.train.WeightAverage`); integer buffers are the last model's."""
     from synthloc.model import load_model_with_extra
+    from synthloc.train import WeightAverage
 
-    models = [load_model_with_extra(path)[0] for path in paths]
-    states = [model.state_dict() for model in models]
-    mean = {
-        key: (
-            torch.stack([state[key].double() for state in states]).mean(0).to(value.dtype)
-            if value.is_floating_point()
-            else value
-        )
-        for key, value in states[0].items()
-    }
-    models[0].load_state_dict(mean)
-    return models[0]
+    if not paths:
+        raise ValueError("no model to average")
+    first = load_model_with_extra(paths[0])[0]
+    average = WeightAverage(first)
+    average.add(first)
+    for path in paths[1:]:
+        average.add(load_model_with_extra(path)[0])
+    return average.module
 
 
 def averaged(points: list[tuple[int, Path]], start: int) -> list[Path]:
