@@ -326,7 +326,7 @@ def test_detector_finds_words_encoded_as_a_perfect_map() -> None:
     pred = torch.from_numpy(perfect_map(*grid[:2]))[None]
 
     class Replay:
-        def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        def __call__(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
             return pred.numpy()
 
     detector = Detector(Replay(), stride=4, confidence="logit", scales=[1.0], dense=True)

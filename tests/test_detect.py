@@ -37,8 +37,16 @@ from synthloc.detect import (
     validate_scales,
     write_outputs,
 )
+from synthloc.detect.images import network_input
 from synthloc.geometry import polygon_iou, quad_to_rbox, rbox_to_quad
-from synthloc.model import FCRNLite, ModelConfig, build_model, encode_targets, save_model
+from synthloc.model import (
+    FCRNLite,
+    ModelConfig,
+    build_model,
+    encode_targets,
+    preprocess,
+    save_model,
+)
 from synthloc.verify import load_verifier_with_extra
 
 STRIDE = 32
@@ -959,3 +967,23 @@ def test_detect_into_its_own_input_folder_does_not_read_its_outputs(
         assert main(args) == 0
         assert "0 of 2 failed" in capsys.readouterr().out
     assert not list(folder.glob("*_vis_vis.jpg")) and not (folder / "res_img_1_vis.txt").exists()
+
+
+def test_network_input_equals_preprocess_and_zero_padding_to_the_stride() -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (37, 53, 3), dtype=np.uint8) for _ in range(3)]
+    batch = network_input(images, 4)
+    expected = torch.nn.functional.pad(preprocess(np.stack(images)), (0, 3, 0, 3)).numpy()
+    assert batch.dtype == np.float32 and batch.shape == (3, 3, 40, 56)
+    assert np.array_equal(batch, expected)  # bit for bit: the same float32 division
+    assert np.array_equal(network_input(np.stack(images)), preprocess(np.stack(images)).numpy())
+
+
+def test_network_input_refuses_mixed_sizes_and_other_types() -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"of one size \(8x8\), got uint8 \(8, 9, 3\)"):
+        network_input([image, np.zeros((8, 9, 3), np.uint8)])
+    with pytest.raises(ValueError, match="got float32"):
+        network_input([image.astype(np.float32)])
+    with pytest.raises(ValueError, match="at least one image"):
+        network_input([])

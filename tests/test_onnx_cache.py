@@ -38,6 +38,13 @@ def test_auto_backend_on_cpu_is_onnxruntime_and_matches_torch(
     assert auto.scales == torch_det.scales == (256.0,)
     batch = torch.rand(1, 3, 256, 384, generator=torch.Generator().manual_seed(1))
     assert np.abs(auto.backend(batch) - torch_det.backend(batch)).max() <= 1e-4
+    # Both backends take a NumPy batch as well, with the same result.
+    assert np.array_equal(auto.backend(batch.numpy()), auto.backend(batch))
+    assert np.array_equal(torch_det.backend(batch.numpy()), torch_det.backend(batch))
+    # The session's idle workers sleep: spinning ones steal the cores from the verifier's
+    # session and the Python work between them.
+    options = auto.backend.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert len(list((tmp_path / "cache" / "onnx").glob("detector-*.onnx"))) == 1
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from synthloc.detect.backends import _Backend, _OnnxBackend, _pick_device, _TorchBackend
@@ -23,6 +22,7 @@ from synthloc.detect.images import (
     _resize,
     list_images,
     load_image,
+    network_input,
     resized_size,
     validate_scales,
 )
@@ -35,7 +35,6 @@ from synthloc.model import (
     decode_predictions,
     fold_batchnorm,
     load_model_with_extra,
-    preprocess,
 )
 from synthloc.model.io import TRAINED_BOX_PAD_KEY
 from synthloc.nms import rotated_nms
@@ -413,11 +412,8 @@ class Detector:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Quads (original pixels) and scores of same-size images resized to ``size_hw``."""
         h, w = size_hw
-        batch = preprocess(np.stack([_resize(im, size_hw) for im in images]))  # [B, 3, h, w]
-        # Zero (black) padding to a stride multiple: exactly what the model does in forward.
-        pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
-        if pad_h or pad_w:
-            batch = F.pad(batch, (0, pad_w, 0, pad_h))
+        # [B, 3, h', w']: zero (black) padding to a stride multiple, as the model does itself.
+        batch = network_input([_resize(im, size_hw) for im in images], self.stride)
         pred = self.backend(batch)  # [B, 7, Hc, Wc]
         # Exact per-axis factors: rounding the resized size changes the aspect slightly.
         return [

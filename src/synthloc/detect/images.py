@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +102,31 @@ def resized_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """
     factor = scale / max(height, width) if scale > MAX_SCALE_FACTOR else scale
     return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def network_input(images: Sequence[np.ndarray] | np.ndarray, stride: int = 1) -> np.ndarray:
+    """Same-size RGB ``uint8 [H, W, 3]`` images (a list, or one ``[N, H, W, 3]`` array) ->
+    the network's float32 input ``[N, 3, H', W']``: values divided by 255, zero (black)
+    padding at the bottom and right up to multiples of ``stride``.
+
+    The values equal ``synthloc.model.preprocess`` followed by ``F.pad`` exactly (the same
+    float32 division), but the work stays in NumPy on the calling thread: torch's thread pool
+    is not woken, whose idle workers would otherwise compete for the cores with the inference
+    session's threads.
+    """
+    if len(images) == 0:
+        raise ValueError("network_input needs at least one image")
+    h, w = images[0].shape[:2]
+    for im in images:
+        if im.shape != (h, w, 3) or im.dtype != np.uint8:
+            raise ValueError(
+                f"network_input expects RGB uint8 images [H, W, 3] of one size ({h}x{w}), "
+                f"got {im.dtype} {tuple(im.shape)}"
+            )
+    out = np.zeros((len(images), 3, h + (-h) % stride, w + (-w) % stride), np.float32)
+    for k, im in enumerate(images):
+        np.divide(im.transpose(2, 0, 1), np.float32(255.0), out=out[k, :, :h, :w])
+    return out
 
 
 def _resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from synthloc.detect.backends import _Backend, _OnnxBackend, _pick_device, _TorchBackend
+from synthloc.detect.images import network_input
 from synthloc.detect.shipped import DEFAULT_MODEL, NoDefaultModelError, shipped_files
-from synthloc.model import fold_batchnorm, preprocess
+from synthloc.model import fold_batchnorm
 from synthloc.verify.crops import apply_offsets, rectify
 
 DEFAULT_VERIFY_THRESHOLD = 0.5
@@ -42,7 +43,7 @@ def default_verifier_path() -> Path | None:
 class VerifierStage:
     """Filters and refines one image's candidates; see the module docstring.
 
-    backend: runs float ``[N, 3, 32, 128]`` crops (``preprocess``) -> ``[N, 9]``.
+    backend: runs float ``[N, 3, 32, 128]`` crops (``network_input``) -> ``[N, 9]``.
     context: the verifier's context margin (its ``VerifierConfig.context``).
     threshold: minimum text probability, in ``[0, 1]``. batch_size: crops per forward pass.
     """
@@ -94,7 +95,7 @@ class VerifierStage:
             return np.zeros(0), quads
         crops, geometry = rectify(image, quads, self.context)
         preds = [
-            np.asarray(self.backend(preprocess(crops[start : start + self.batch_size])))
+            np.asarray(self.backend(network_input(crops[start : start + self.batch_size])))
             for start in range(0, len(crops), self.batch_size)
         ]
         pred = np.concatenate(preds).astype(np.float64)  # [K, 9]
