@@ -205,6 +205,14 @@ def test_dev_bootstrap_pairs_verifiers_by_position(bench_script: BenchScript) ->
         boot.paired_verifiers(["a", "b"], ["v.pt"])
 
 
+def test_dev_bootstrap_records_the_verifier_that_ran(bench_script: BenchScript) -> None:
+    boot = bench_script("dev_bootstrap")
+    assert boot.verifier_label("v.pt", "v.pt") == "v.pt"  # the path given
+    assert boot.verifier_label(None, "fcrn-dense-verifier.pt") == "fcrn-dense-verifier.pt"
+    assert boot.verifier_label(None, None) is None  # "default" with no shipped verifier
+    assert boot.verifier_label("v.pt", None) is None  # --no-verify
+
+
 def test_dev_bootstrap_resamples_photos_not_words(bench_script: BenchScript) -> None:
     boot = bench_script("dev_bootstrap")
     rows = [
